@@ -1,0 +1,6 @@
+#!/bin/sh
+# Regenerate the autotools build system.
+set -e
+cd "$(dirname "$0")"
+mkdir -p m4
+autoreconf -fi

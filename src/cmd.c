@@ -1,0 +1,115 @@
+/* cmd.c: the command table, command lookup and per-command option parsing. */
+#include "config.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "ivlab.h"
+
+extern const struct ivlab_cmd cmd_help_entry;
+extern const struct ivlab_cmd cmd_xml_entry;
+
+/* Keep sorted by name: `ivlab help` lists them in this order. */
+static const struct ivlab_cmd *const commands[] = {
+	&cmd_help_entry,
+	&cmd_xml_entry,
+};
+
+/* Levenshtein distance, for "did you mean". */
+static gsize edit_distance(const char *a, const char *b)
+{
+	gsize la = strlen(a), lb = strlen(b);
+	g_autofree gsize *row = g_new(gsize, lb + 1);
+
+	for (gsize j = 0; j <= lb; j++)
+		row[j] = j;
+	for (gsize i = 1; i <= la; i++) {
+		gsize diag = row[0];
+
+		row[0] = i;
+		for (gsize j = 1; j <= lb; j++) {
+			gsize up = row[j];
+			gsize best = MIN(row[j] + 1, row[j - 1] + 1);
+
+			row[j] = MIN(best, diag + (a[i - 1] != b[j - 1]));
+			diag = up;
+		}
+	}
+	return row[lb];
+}
+
+const struct ivlab_cmd *cmd_lookup(const char *name, GError **error)
+{
+	const struct ivlab_cmd *prefix_match = NULL;
+	const struct ivlab_cmd *closest = NULL;
+	gsize prefix_count = 0, closest_distance = G_MAXSIZE;
+
+	for (gsize i = 0; i < G_N_ELEMENTS(commands); i++) {
+		const struct ivlab_cmd *cmd = commands[i];
+		gsize distance;
+
+		if (strcmp(cmd->name, name) == 0)
+			return cmd;
+		if (g_str_has_prefix(cmd->name, name)) {
+			prefix_match = cmd;
+			prefix_count++;
+		}
+		distance = edit_distance(cmd->name, name);
+		if (distance < closest_distance) {
+			closest_distance = distance;
+			closest = cmd;
+		}
+	}
+	if (prefix_count == 1)
+		return prefix_match;
+	if (prefix_count > 1) {
+		g_set_error(error, IVLAB_ERROR, IVLAB_ERROR_USAGE,
+			    "ambiguous command: '%s' (see 'ivlab help')", name);
+		return NULL;
+	}
+	if (closest && closest_distance <= 2)
+		g_set_error(error, IVLAB_ERROR, IVLAB_ERROR_USAGE,
+			    "unknown command: '%s'; did you mean '%s'?", name, closest->name);
+	else
+		g_set_error(error, IVLAB_ERROR, IVLAB_ERROR_USAGE,
+			    "unknown command: '%s' (see 'ivlab help')", name);
+	return NULL;
+}
+
+void cmd_print_list(FILE *out)
+{
+	for (gsize i = 0; i < G_N_ELEMENTS(commands); i++)
+		fprintf(out, "  %-10s %s\n", commands[i]->name, commands[i]->summary);
+}
+
+gboolean cmd_usage_error(GError **error, const struct ivlab_cmd *cmd, const char *fmt, ...)
+{
+	va_list ap;
+	g_autofree char *text = NULL;
+
+	va_start(ap, fmt);
+	text = g_strdup_vprintf(fmt, ap);
+	va_end(ap);
+	g_set_error(error, IVLAB_ERROR, IVLAB_ERROR_USAGE,
+		    "%s: %s (usage: ivlab %s %s; see 'ivlab %s --help')",
+		    cmd->name, text, cmd->name, cmd->usage, cmd->name);
+	return FALSE;
+}
+
+gboolean cmd_parse(const struct ivlab_cmd *cmd, const GOptionEntry *entries,
+		   int *argc, char ***argv, GError **error)
+{
+	g_autoptr(GOptionContext) context = g_option_context_new(cmd->usage);
+	g_autoptr(GError) parse_error = NULL;
+	g_autofree char *prgname = g_strdup_printf("ivlab %s", cmd->name);
+
+	g_set_prgname(prgname);
+	g_option_context_set_summary(context, cmd->summary);
+	if (cmd->description)
+		g_option_context_set_description(context, cmd->description);
+	if (entries)
+		g_option_context_add_main_entries(context, entries, NULL);
+	if (!g_option_context_parse(context, argc, argv, &parse_error))
+		return cmd_usage_error(error, cmd, "%s", parse_error->message);
+	return TRUE;
+}

@@ -1,0 +1,256 @@
+/* domxml.c: build a guest's libvirt domain XML with libxml2's tree API. */
+#include "config.h"
+
+#include <string.h>
+#include <libxml/tree.h>
+
+#include "domxml.h"
+#include "ivlab.h"
+
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(xmlDoc, xmlFreeDoc)
+
+static gboolean is_aarch64(const struct lab_guest *guest)
+{
+	return strcmp(guest->arch, "aarch64") == 0;
+}
+
+/* Machines whose root bus is PCIe: ivshmem is a conventional PCI device, so
+ * it goes behind a pcie-to-pci-bridge of our own at a known index. */
+static gboolean has_pcie_root(const struct lab_guest *guest)
+{
+	return strcmp(guest->machine, "pc") != 0;
+}
+
+#define BRIDGE_ROOT_PORT_INDEX 1
+#define BRIDGE_INDEX 2
+
+static xmlNode *child(xmlNode *parent, const char *name, const char *text)
+{
+	return xmlNewTextChild(parent, NULL, (const xmlChar *)name, (const xmlChar *)text);
+}
+
+static void attr(xmlNode *node, const char *name, const char *value)
+{
+	xmlNewProp(node, (const xmlChar *)name, (const xmlChar *)value);
+}
+
+static void attr_printf(xmlNode *node, const char *name, const char *fmt, ...) G_GNUC_PRINTF(3, 4);
+
+static void attr_printf(xmlNode *node, const char *name, const char *fmt, ...)
+{
+	va_list ap;
+	g_autofree char *value = NULL;
+
+	va_start(ap, fmt);
+	value = g_strdup_vprintf(fmt, ap);
+	va_end(ap);
+	attr(node, name, value);
+}
+
+static void pci_address(xmlNode *device, guint bus, guint slot)
+{
+	xmlNode *address = child(device, "address", NULL);
+
+	attr(address, "type", "pci");
+	attr(address, "domain", "0x0000");
+	attr_printf(address, "bus", "0x%02x", bus);
+	attr_printf(address, "slot", "0x%02x", slot);
+	attr(address, "function", "0x0");
+}
+
+char *domxml_kernel_cmdline(const struct lab *lab, const struct lab_guest *guest)
+{
+	g_autoptr(GString) cmdline = g_string_new(NULL);
+
+	g_string_append_printf(cmdline, "console=%s panic=-1 ivlab.lab=%s ivlab.guest=%s ivlab.regions=",
+			       is_aarch64(guest) ? "ttyAMA0" : "ttyS0", lab->name, guest->name);
+	for (guint i = 0; i < guest->regions->len; i++) {
+		const struct lab_region *region = g_ptr_array_index(guest->regions, i);
+
+		g_string_append_printf(cmdline, "%s%s@%02x", i ? "," : "", region->name,
+				       DOMXML_SHMEM_SLOT + i);
+	}
+	return g_string_free(g_steal_pointer(&cmdline), FALSE);
+}
+
+static void add_metadata(xmlNode *domain, const struct lab *lab, const struct lab_guest *guest)
+{
+	xmlNode *metadata = child(domain, "metadata", NULL);
+	xmlNode *root = xmlNewChild(metadata, NULL, (const xmlChar *)"lab", NULL);
+	xmlNs *ns = xmlNewNs(root, (const xmlChar *)DOMXML_METADATA_NS,
+			     (const xmlChar *)DOMXML_METADATA_PREFIX);
+
+	xmlSetNs(root, ns);
+	attr(root, "name", lab->name);
+	attr(root, "guest", guest->name);
+	attr(root, "arch", guest->arch);
+	for (guint i = 0; i < guest->regions->len; i++) {
+		const struct lab_region *region = g_ptr_array_index(guest->regions, i);
+		xmlNode *node = xmlNewChild(root, ns, (const xmlChar *)"region", NULL);
+
+		attr(node, "name", region->name);
+		attr(node, "mode", lab_region_mode_name(region->mode));
+		attr_printf(node, "size", "%" G_GUINT64_FORMAT, region->size);
+		if (region->mode == LAB_REGION_DOORBELL)
+			attr_printf(node, "vectors", "%u", region->vectors);
+		attr_printf(node, "slot", "0x%02x", DOMXML_SHMEM_SLOT + i);
+	}
+}
+
+static void add_os(xmlNode *domain, const struct lab *lab, const struct lab_guest *guest)
+{
+	g_autofree char *image_dir = ivlab_image_dir(guest->arch);
+	g_autofree char *kernel = g_build_filename(image_dir, "vmlinuz", NULL);
+	g_autofree char *initrd = g_build_filename(image_dir, "initrd.img", NULL);
+	g_autofree char *cmdline = domxml_kernel_cmdline(lab, guest);
+	xmlNode *os = child(domain, "os", NULL);
+	xmlNode *type = child(os, "type", "hvm");
+
+	attr(type, "arch", guest->arch);
+	attr(type, "machine", guest->machine);
+	child(os, "kernel", kernel);
+	child(os, "initrd", initrd);
+	child(os, "cmdline", cmdline);
+}
+
+static void add_shmem(xmlNode *devices, const struct lab *lab, const struct lab_region *region,
+		      guint bus, guint slot)
+{
+	g_autofree char *name = lab_region_shm_name(lab, region);
+	xmlNode *shmem = child(devices, "shmem", NULL);
+	xmlNode *model;
+
+	attr(shmem, "name", name);
+	model = child(shmem, "model", NULL);
+	if (region->mode == LAB_REGION_DOORBELL) {
+		g_autofree char *socket = lab_region_socket_path(lab, region);
+		xmlNode *server, *msi;
+
+		attr(model, "type", "ivshmem-doorbell");
+		server = child(shmem, "server", NULL);
+		attr(server, "path", socket);
+		msi = child(shmem, "msi", NULL);
+		attr_printf(msi, "vectors", "%u", region->vectors);
+		attr(msi, "ioeventfd", "on");
+	} else {
+		g_autofree char *kib = g_strdup_printf("%" G_GUINT64_FORMAT, region->size >> 10);
+		xmlNode *size;
+
+		attr(model, "type", "ivshmem-plain");
+		size = child(shmem, "size", kib);
+		attr(size, "unit", "KiB");
+	}
+	pci_address(shmem, bus, slot);
+}
+
+static void add_devices(xmlNode *domain, const struct lab *lab, const struct lab_guest *guest)
+{
+	xmlNode *devices = child(domain, "devices", NULL);
+	xmlNode *node, *target;
+	guint shmem_bus = 0;
+
+	if (has_pcie_root(guest)) {
+		node = child(devices, "controller", NULL);
+		attr(node, "type", "pci");
+		attr_printf(node, "index", "%d", BRIDGE_ROOT_PORT_INDEX);
+		attr(node, "model", "pcie-root-port");
+		node = child(devices, "controller", NULL);
+		attr(node, "type", "pci");
+		attr_printf(node, "index", "%d", BRIDGE_INDEX);
+		attr(node, "model", "pcie-to-pci-bridge");
+		shmem_bus = BRIDGE_INDEX;
+	}
+	node = child(devices, "controller", NULL);
+	attr(node, "type", "virtio-serial");
+	attr(node, "index", "0");
+
+	node = child(devices, "serial", NULL);
+	attr(node, "type", "pty");
+	target = child(node, "target", NULL);
+	attr(target, "port", "0");
+	node = child(devices, "console", NULL);
+	attr(node, "type", "pty");
+	target = child(node, "target", NULL);
+	attr(target, "type", "serial");
+	attr(target, "port", "0");
+
+	node = child(devices, "channel", NULL);
+	attr(node, "type", "unix");
+	attr(child(node, "source", NULL), "mode", "bind");
+	target = child(node, "target", NULL);
+	attr(target, "type", "virtio");
+	attr(target, "name", DOMXML_AGENT_CHANNEL);
+
+	for (guint i = 0; i < guest->regions->len; i++)
+		add_shmem(devices, lab, g_ptr_array_index(guest->regions, i), shmem_bus,
+			  DOMXML_SHMEM_SLOT + i);
+
+	attr(child(devices, "memballoon", NULL), "model", "none");
+}
+
+char *domxml_build(const struct lab *lab, const struct lab_guest *guest, gboolean kvm,
+		   GError **error)
+{
+	g_autoptr(xmlDoc) doc = xmlNewDoc((const xmlChar *)"1.0");
+	g_autofree char *name = lab_guest_domain_name(lab, guest);
+	g_autofree char *title = NULL, *description = NULL, *memory = NULL, *vcpus = NULL;
+	g_autoptr(GString) regions = g_string_new(NULL);
+	xmlNode *domain, *node;
+	xmlChar *text = NULL;
+	int length = 0;
+
+	for (guint i = 0; i < guest->regions->len; i++) {
+		const struct lab_region *region = g_ptr_array_index(guest->regions, i);
+		g_autofree char *size = ivlab_format_size(region->size);
+
+		g_string_append_printf(regions, "%s%s (%s %s)", i ? ", " : "", region->name,
+				       size, lab_region_mode_name(region->mode));
+	}
+	title = g_strdup_printf("ivlab %s: %s (%s)", lab->name, guest->name, guest->arch);
+	description = g_strdup_printf("Guest '%s' of the ivlab lab '%s'. Shared memory: %s. "
+				      "Managed by ivlab: 'ivlab status', 'ivlab down'.",
+				      guest->name, lab->name,
+				      regions->len ? regions->str : "none");
+
+	domain = xmlNewNode(NULL, (const xmlChar *)"domain");
+	xmlDocSetRootElement(doc, domain);
+	attr(domain, "type", kvm ? "kvm" : "qemu");
+	child(domain, "name", name);
+	child(domain, "title", title);
+	child(domain, "description", description);
+	add_metadata(domain, lab, guest);
+	memory = g_strdup_printf("%" G_GUINT64_FORMAT, guest->memory >> 10);
+	attr(child(domain, "memory", memory), "unit", "KiB");
+	vcpus = g_strdup_printf("%u", guest->vcpus);
+	child(domain, "vcpu", vcpus);
+	add_os(domain, lab, guest);
+	if (is_aarch64(guest)) {
+		/* Direct kernel boot without UEFI: no ACPI; the GIC comes from the machine. */
+		node = child(domain, "cpu", NULL);
+		attr(node, "mode", "custom");
+		attr(node, "match", "exact");
+		attr(child(node, "model", "cortex-a57"), "fallback", "forbid");
+	} else {
+		/* Without ACPI an x86 guest cannot power itself off. */
+		node = child(domain, "features", NULL);
+		child(node, "acpi", NULL);
+	}
+	attr(child(domain, "clock", NULL), "offset", "utc");
+	child(domain, "on_poweroff", "destroy");
+	child(domain, "on_reboot", "restart");
+	child(domain, "on_crash", "destroy");
+	add_devices(domain, lab, guest);
+
+	xmlDocDumpFormatMemoryEnc(doc, &text, &length, "UTF-8", 1);
+	if (!text) {
+		g_set_error(error, IVLAB_ERROR, IVLAB_ERROR_FAILED,
+			    "%s: cannot serialise the domain XML", name);
+		return NULL;
+	}
+	/* Skip the XML declaration: virsh and libvirt print domains without it. */
+	char *body = strstr((char *)text, "<domain");
+	char *result = g_strdup(body ? body : (char *)text);
+
+	xmlFree(text);
+	return result;
+}

@@ -1,0 +1,24 @@
+/* domxml.h: the libvirt domain XML each guest of a lab gets. */
+#ifndef IVLAB_DOMXML_H
+#define IVLAB_DOMXML_H
+
+#include <glib.h>
+
+#include "lab.h"
+
+#define DOMXML_METADATA_NS "http://ivlab.org/xmlns/ivlab/1"
+#define DOMXML_METADATA_PREFIX "ivlab"
+#define DOMXML_AGENT_CHANNEL "org.ivlab.agent.0"
+/* The first PCI slot of the shmem devices; region i of a guest sits at
+ * slot DOMXML_SHMEM_SLOT + i on the bus that carries them. */
+#define DOMXML_SHMEM_SLOT 0x10
+
+/* The guest's domain XML as a string; kvm chooses domain type kvm or qemu. */
+char *domxml_build(const struct lab *lab, const struct lab_guest *guest, gboolean kvm,
+		   GError **error);
+
+/* The guest kernel's command line, also passed to libvirt in <cmdline>:
+ * it names the console and tells the agent which PCI slot is which region. */
+char *domxml_kernel_cmdline(const struct lab *lab, const struct lab_guest *guest);
+
+#endif

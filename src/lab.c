@@ -1,0 +1,394 @@
+/* lab.c: read a lab file, validate it against lab.rng, check what a schema
+ * cannot (unique names, references, ranges) and build the lab model. */
+#include "config.h"
+
+#include <string.h>
+#include <libxml/parser.h>
+#include <libxml/relaxng.h>
+#include <libxml/tree.h>
+
+#include "ivlab.h"
+#include "lab.h"
+
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(xmlDoc, xmlFreeDoc)
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(xmlRelaxNG, xmlRelaxNGFree)
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(xmlRelaxNGParserCtxt, xmlRelaxNGFreeParserCtxt)
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(xmlRelaxNGValidCtxt, xmlRelaxNGFreeValidCtxt)
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(xmlParserCtxt, xmlFreeParserCtxt)
+
+/* The first error libxml2 reports, with its line. */
+struct xml_errors {
+	char *message;
+	int line;
+};
+
+static void collect_error(void *data, xmlErrorPtr xml_error)
+{
+	struct xml_errors *errors = data;
+
+	if (errors->message || !xml_error || !xml_error->message)
+		return;
+	errors->message = g_strchomp(g_strdup(xml_error->message));
+	errors->line = xml_error->line;
+}
+
+static gboolean lab_error(GError **error, const char *path, int line, const char *fmt, ...)
+	G_GNUC_PRINTF(4, 5);
+
+static gboolean lab_error(GError **error, const char *path, int line, const char *fmt, ...)
+{
+	va_list ap;
+	g_autofree char *text = NULL;
+
+	va_start(ap, fmt);
+	text = g_strdup_vprintf(fmt, ap);
+	va_end(ap);
+	g_set_error(error, IVLAB_ERROR, IVLAB_ERROR_FAILED, "%s:%d: %s", path, line, text);
+	return FALSE;
+}
+
+static void region_free(gpointer data)
+{
+	struct lab_region *region = data;
+
+	g_free(region->name);
+	g_free(region);
+}
+
+static void guest_free(gpointer data)
+{
+	struct lab_guest *guest = data;
+
+	g_free(guest->name);
+	g_free(guest->arch);
+	g_free(guest->machine);
+	g_ptr_array_unref(guest->regions);
+	g_free(guest);
+}
+
+void lab_free(struct lab *lab)
+{
+	if (!lab)
+		return;
+	g_free(lab->path);
+	g_free(lab->name);
+	g_ptr_array_unref(lab->guests);
+	g_ptr_array_unref(lab->regions);
+	g_free(lab);
+}
+
+static char *prop(xmlNode *node, const char *name)
+{
+	xmlChar *value = xmlGetProp(node, (const xmlChar *)name);
+	char *copy = value ? g_strdup((const char *)value) : NULL;
+
+	xmlFree(value);
+	return copy;
+}
+
+static gboolean is_element(xmlNode *node, const char *name)
+{
+	return node->type == XML_ELEMENT_NODE && strcmp((const char *)node->name, name) == 0;
+}
+
+static gboolean validate(xmlDoc *doc, const char *path, GError **error)
+{
+	g_autofree char *schema_path = g_build_filename(ivlab_datadir(), "domains", "lab.rng", NULL);
+	struct xml_errors errors = { 0 };
+	g_autoptr(xmlRelaxNGParserCtxt) parser = xmlRelaxNGNewParserCtxt(schema_path);
+	g_autoptr(xmlRelaxNG) schema = NULL;
+	g_autoptr(xmlRelaxNGValidCtxt) validator = NULL;
+
+	xmlRelaxNGSetParserStructuredErrors(parser, collect_error, &errors);
+	schema = xmlRelaxNGParse(parser);
+	if (!schema) {
+		g_set_error(error, IVLAB_ERROR, IVLAB_ERROR_FAILED,
+			    "%s: cannot load the lab schema: %s", schema_path,
+			    errors.message ? errors.message : "unknown error");
+		g_free(errors.message);
+		return FALSE;
+	}
+	validator = xmlRelaxNGNewValidCtxt(schema);
+	xmlRelaxNGSetValidStructuredErrors(validator, collect_error, &errors);
+	if (xmlRelaxNGValidateDoc(validator, doc) != 0) {
+		lab_error(error, path, errors.line, "not a valid lab: %s",
+			  errors.message ? errors.message : "schema validation failed");
+		g_free(errors.message);
+		return FALSE;
+	}
+	return TRUE;
+}
+
+static gboolean parse_size_attr(xmlNode *node, const char *path, const char *attr,
+				guint64 *bytes, GError **error)
+{
+	g_autofree char *text = prop(node, attr);
+
+	if (!ivlab_parse_size(text, bytes))
+		return lab_error(error, path, xmlGetLineNo(node), "%s '%s' is not a size", attr, text);
+	return TRUE;
+}
+
+static gboolean parse_uint_attr(xmlNode *node, const char *path, const char *attr,
+				guint min, guint max, guint *value, GError **error)
+{
+	g_autofree char *text = prop(node, attr);
+	guint64 number;
+
+	if (!g_ascii_string_to_unsigned(text, 10, min, max, &number, NULL))
+		return lab_error(error, path, xmlGetLineNo(node),
+				 "%s '%s' is out of range (%u..%u)", attr, text, min, max);
+	*value = number;
+	return TRUE;
+}
+
+static struct lab_region *parse_region(struct lab *lab, xmlNode *node, GError **error)
+{
+	g_autofree char *mode = prop(node, "mode");
+	struct lab_region *region = g_new0(struct lab_region, 1);
+	g_autofree char *pretty_min = ivlab_format_size(LAB_REGION_MIN_SIZE);
+	g_autofree char *pretty_max = ivlab_format_size(LAB_REGION_MAX_SIZE);
+
+	region->name = prop(node, "name");
+	region->line = xmlGetLineNo(node);
+	region->mode = strcmp(mode, "doorbell") == 0 ? LAB_REGION_DOORBELL : LAB_REGION_PLAIN;
+	if (lab_find_region(lab, region->name)) {
+		lab_error(error, lab->path, region->line, "region '%s' is defined twice (first on line %d)",
+			  region->name, lab_find_region(lab, region->name)->line);
+		goto fail;
+	}
+	if (!parse_size_attr(node, lab->path, "size", &region->size, error))
+		goto fail;
+	if (region->size < LAB_REGION_MIN_SIZE || region->size > LAB_REGION_MAX_SIZE ||
+	    (region->size & (region->size - 1))) {
+		g_autofree char *pretty = ivlab_format_size(region->size);
+
+		lab_error(error, lab->path, region->line,
+			  "region '%s': size %s must be a power of two from %s to %s",
+			  region->name, pretty, pretty_min, pretty_max);
+		goto fail;
+	}
+	if (region->mode == LAB_REGION_DOORBELL &&
+	    !parse_uint_attr(node, lab->path, "vectors", 1, LAB_VECTORS_MAX, &region->vectors, error))
+		goto fail;
+	return region;
+fail:
+	region_free(region);
+	return NULL;
+}
+
+static const char *default_machine(const char *arch)
+{
+	return strcmp(arch, "aarch64") == 0 ? "virt" : "pc";
+}
+
+static struct lab_guest *parse_guest(struct lab *lab, xmlNode *node, GError **error)
+{
+	struct lab_guest *guest = g_new0(struct lab_guest, 1);
+	g_autofree char *memory = prop(node, "memory");
+	g_autofree char *vcpus = prop(node, "vcpus");
+	gboolean aarch64;
+
+	guest->name = prop(node, "name");
+	guest->arch = prop(node, "arch");
+	guest->machine = prop(node, "machine");
+	guest->line = xmlGetLineNo(node);
+	guest->regions = g_ptr_array_new();
+	aarch64 = strcmp(guest->arch, "aarch64") == 0;
+
+	if (lab_find_guest(lab, guest->name)) {
+		lab_error(error, lab->path, guest->line, "guest '%s' is defined twice (first on line %d)",
+			  guest->name, lab_find_guest(lab, guest->name)->line);
+		goto fail;
+	}
+	if (!guest->machine)
+		guest->machine = g_strdup(default_machine(guest->arch));
+	if (aarch64 != (strcmp(guest->machine, "virt") == 0)) {
+		lab_error(error, lab->path, guest->line, "guest '%s': machine '%s' is not a %s machine (%s)",
+			  guest->name, guest->machine, guest->arch,
+			  aarch64 ? "use virt" : "use pc or q35");
+		goto fail;
+	}
+	guest->memory = 256ULL << 20;
+	if (memory && !parse_size_attr(node, lab->path, "memory", &guest->memory, error))
+		goto fail;
+	if (guest->memory < (64ULL << 20) || guest->memory > (64ULL << 30)) {
+		lab_error(error, lab->path, guest->line,
+			  "guest '%s': memory must be from 64MiB to 64GiB", guest->name);
+		goto fail;
+	}
+	guest->vcpus = 1;
+	if (vcpus && !parse_uint_attr(node, lab->path, "vcpus", 1, 64, &guest->vcpus, error))
+		goto fail;
+
+	for (xmlNode *child = node->children; child; child = child->next) {
+		g_autofree char *name = NULL;
+		struct lab_region *region;
+
+		if (!is_element(child, "attach"))
+			continue;
+		name = prop(child, "region");
+		region = lab_find_region(lab, name);
+		if (!region) {
+			lab_error(error, lab->path, xmlGetLineNo(child),
+				  "guest '%s' attaches region '%s', which the lab does not define",
+				  guest->name, name);
+			goto fail;
+		}
+		for (guint i = 0; i < guest->regions->len; i++) {
+			if (g_ptr_array_index(guest->regions, i) == region) {
+				lab_error(error, lab->path, xmlGetLineNo(child),
+					  "guest '%s' attaches region '%s' twice", guest->name, name);
+				goto fail;
+			}
+		}
+		if (guest->regions->len == LAB_GUEST_REGIONS_MAX) {
+			lab_error(error, lab->path, xmlGetLineNo(child),
+				  "guest '%s' attaches more than %d regions", guest->name,
+				  LAB_GUEST_REGIONS_MAX);
+			goto fail;
+		}
+		g_ptr_array_add(guest->regions, region);
+	}
+	return guest;
+fail:
+	guest_free(guest);
+	return NULL;
+}
+
+struct lab *lab_load(const char *path, GError **error)
+{
+	struct xml_errors errors = { 0 };
+	g_autoptr(xmlParserCtxt) parser = xmlNewParserCtxt();
+	g_autoptr(xmlDoc) doc = NULL;
+	g_autoptr(Lab) lab = NULL;
+	g_autofree char *accel = NULL;
+	xmlNode *root;
+
+	if (!g_file_test(path, G_FILE_TEST_IS_REGULAR)) {
+		g_set_error(error, IVLAB_ERROR, IVLAB_ERROR_FAILED,
+			    "%s: no such lab file (see ivlab-lab(5) for the format)", path);
+		return NULL;
+	}
+	xmlSetStructuredErrorFunc(&errors, collect_error);
+	doc = xmlCtxtReadFile(parser, path, NULL, XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING);
+	xmlSetStructuredErrorFunc(NULL, NULL);
+	if (!doc) {
+		lab_error(error, path, errors.line, "not well-formed XML: %s",
+			  errors.message ? errors.message : "cannot parse");
+		g_free(errors.message);
+		return NULL;
+	}
+	g_free(errors.message);
+	if (!validate(doc, path, error))
+		return NULL;
+
+	root = xmlDocGetRootElement(doc);
+	lab = g_new0(struct lab, 1);
+	lab->path = g_strdup(path);
+	lab->name = prop(root, "name");
+	lab->regions = g_ptr_array_new_with_free_func(region_free);
+	lab->guests = g_ptr_array_new_with_free_func(guest_free);
+	accel = prop(root, "accel");
+	lab->accel = !accel || strcmp(accel, "auto") == 0 ? LAB_ACCEL_AUTO :
+		     strcmp(accel, "kvm") == 0 ? LAB_ACCEL_KVM : LAB_ACCEL_TCG;
+
+	for (xmlNode *node = root->children; node; node = node->next) {
+		if (is_element(node, "region")) {
+			struct lab_region *region = parse_region(lab, node, error);
+
+			if (!region)
+				return NULL;
+			g_ptr_array_add(lab->regions, region);
+		} else if (is_element(node, "guest")) {
+			struct lab_guest *guest = parse_guest(lab, node, error);
+
+			if (!guest)
+				return NULL;
+			g_ptr_array_add(lab->guests, guest);
+		}
+	}
+	for (guint i = 0; i < lab->regions->len; i++) {
+		struct lab_region *region = g_ptr_array_index(lab->regions, i);
+		gboolean used = FALSE;
+
+		for (guint j = 0; j < lab->guests->len && !used; j++) {
+			struct lab_guest *guest = g_ptr_array_index(lab->guests, j);
+
+			for (guint k = 0; k < guest->regions->len && !used; k++)
+				used = g_ptr_array_index(guest->regions, k) == region;
+		}
+		if (!used) {
+			lab_error(error, path, region->line, "region '%s' is attached by no guest",
+				  region->name);
+			return NULL;
+		}
+	}
+	return g_steal_pointer(&lab);
+}
+
+char *lab_resolve_path(const char *option)
+{
+	if (option)
+		return g_strdup(option);
+	if (g_file_test("ivlab.xml", G_FILE_TEST_IS_REGULAR))
+		return g_strdup("ivlab.xml");
+	return g_build_filename(ivlab_datadir(), "domains", "default.xml", NULL);
+}
+
+struct lab_guest *lab_find_guest(struct lab *lab, const char *name)
+{
+	for (guint i = 0; i < lab->guests->len; i++) {
+		struct lab_guest *guest = g_ptr_array_index(lab->guests, i);
+
+		if (strcmp(guest->name, name) == 0)
+			return guest;
+	}
+	return NULL;
+}
+
+struct lab_region *lab_find_region(struct lab *lab, const char *name)
+{
+	for (guint i = 0; i < lab->regions->len; i++) {
+		struct lab_region *region = g_ptr_array_index(lab->regions, i);
+
+		if (strcmp(region->name, name) == 0)
+			return region;
+	}
+	return NULL;
+}
+
+char *lab_region_shm_name(const struct lab *lab, const struct lab_region *region)
+{
+	return g_strdup_printf("ivlab-%s-%s", lab->name, region->name);
+}
+
+char *lab_guest_domain_name(const struct lab *lab, const struct lab_guest *guest)
+{
+	return g_strdup_printf("%s-%s", lab->name, guest->name);
+}
+
+char *lab_region_socket_path(const struct lab *lab, const struct lab_region *region)
+{
+	g_autofree char *dir = ivlab_lab_dir(lab->name);
+	g_autofree char *file = g_strdup_printf("%s.sock", region->name);
+
+	return g_build_filename(dir, file, NULL);
+}
+
+const char *lab_region_mode_name(enum lab_region_mode mode)
+{
+	return mode == LAB_REGION_DOORBELL ? "doorbell" : "plain";
+}
+
+const char *lab_accel_name(enum lab_accel accel)
+{
+	switch (accel) {
+	case LAB_ACCEL_KVM:
+		return "kvm";
+	case LAB_ACCEL_TCG:
+		return "tcg";
+	default:
+		return "auto";
+	}
+}

@@ -1,0 +1,153 @@
+/* util.c: error domain, messages, sizes, names and the directories ivlab uses. */
+#include "config.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+#include <glib/gstdio.h>
+
+#include "ivlab.h"
+
+G_DEFINE_QUARK(ivlab-error-quark, ivlab_error)
+
+static int verbosity = 1;
+
+void ivlab_set_verbosity(int verbose, gboolean quiet)
+{
+	verbosity = quiet ? 0 : 1 + verbose;
+}
+
+int ivlab_verbosity(void)
+{
+	return verbosity;
+}
+
+static void vmessage(int level, const char *fmt, va_list ap)
+{
+	if (verbosity < level)
+		return;
+	g_autofree char *text = g_strdup_vprintf(fmt, ap);
+	fprintf(stderr, "ivlab: %s\n", text);
+}
+
+void ivlab_info(const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vmessage(1, fmt, ap);
+	va_end(ap);
+}
+
+void ivlab_debug(const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vmessage(2, fmt, ap);
+	va_end(ap);
+}
+
+const char *ivlab_datadir(void)
+{
+	static char *dir;
+
+	if (dir)
+		return dir;
+	const char *env = g_getenv("IVLAB_DATADIR");
+	if (env && *env) {
+		dir = g_strdup(env);
+		return dir;
+	}
+	/* An installed ivlab uses its installed labs; one run from the build
+	 * tree uses the source tree's. */
+	g_autofree char *installed = g_build_filename(IVLAB_PKGDATADIR, "domains", "lab.rng", NULL);
+	if (g_file_test(installed, G_FILE_TEST_EXISTS))
+		dir = g_strdup(IVLAB_PKGDATADIR);
+	else
+		dir = g_strdup(IVLAB_SRCDIR);
+	return dir;
+}
+
+const char *ivlab_state_dir(void)
+{
+	static char *dir;
+
+	if (dir)
+		return dir;
+	const char *env = g_getenv("IVLAB_STATE_DIR");
+	if (env && *env)
+		dir = g_strdup(env);
+	else if (geteuid() == 0)
+		dir = g_strdup("/var/lib/ivlab");
+	else
+		dir = g_build_filename(g_get_user_state_dir(), "ivlab", NULL);
+	return dir;
+}
+
+char *ivlab_lab_dir(const char *lab_name)
+{
+	return g_build_filename(ivlab_state_dir(), "labs", lab_name, NULL);
+}
+
+char *ivlab_image_dir(const char *arch)
+{
+	return g_build_filename(ivlab_state_dir(), "images", arch, NULL);
+}
+
+gboolean ivlab_parse_size(const char *text, guint64 *bytes)
+{
+	static const struct {
+		const char *suffix;
+		guint64 factor;
+	} units[] = {
+		{ "", 1 }, { "B", 1 },
+		{ "K", 1ULL << 10 }, { "KiB", 1ULL << 10 }, { "k", 1ULL << 10 },
+		{ "M", 1ULL << 20 }, { "MiB", 1ULL << 20 },
+		{ "G", 1ULL << 30 }, { "GiB", 1ULL << 30 },
+		{ "T", 1ULL << 40 }, { "TiB", 1ULL << 40 },
+	};
+	char *end;
+	guint64 value;
+
+	if (!text || !g_ascii_isdigit(*text))
+		return FALSE;
+	errno = 0;
+	value = g_ascii_strtoull(text, &end, 10);
+	if (errno)
+		return FALSE;
+	for (gsize i = 0; i < G_N_ELEMENTS(units); i++) {
+		if (strcmp(end, units[i].suffix) != 0)
+			continue;
+		if (value > G_MAXUINT64 / units[i].factor)
+			return FALSE;
+		*bytes = value * units[i].factor;
+		return TRUE;
+	}
+	return FALSE;
+}
+
+char *ivlab_format_size(guint64 bytes)
+{
+	static const char *const names[] = { "B", "KiB", "MiB", "GiB", "TiB" };
+	gsize unit = 0;
+
+	while (unit + 1 < G_N_ELEMENTS(names) && bytes && bytes % 1024 == 0) {
+		bytes /= 1024;
+		unit++;
+	}
+	return g_strdup_printf("%" G_GUINT64_FORMAT "%s", bytes, names[unit]);
+}
+
+gboolean ivlab_name_is_safe(const char *name)
+{
+	gsize len = strlen(name);
+
+	if (len == 0 || len > IVLAB_NAME_MAX || !g_ascii_isalnum(name[0]))
+		return FALSE;
+	for (const char *c = name; *c; c++)
+		if (!g_ascii_isalnum(*c) && *c != '-' && *c != '_')
+			return FALSE;
+	return TRUE;
+}
