@@ -47,17 +47,15 @@ static gboolean lab_error(GError **error, const char *path, int line, const char
 	return FALSE;
 }
 
-static void region_free(gpointer data)
+static void region_free(struct lab_region *region)
 {
-	struct lab_region *region = data;
 
 	g_free(region->name);
 	g_free(region);
 }
 
-static void guest_free(gpointer data)
+static void guest_free(struct lab_guest *guest)
 {
-	struct lab_guest *guest = data;
 
 	g_free(guest->name);
 	g_free(guest->arch);
@@ -125,7 +123,9 @@ static gboolean parse_size_attr(xmlNode *node, const char *path, const char *att
 	g_autofree char *text = prop(node, attr);
 
 	if (!ivlab_parse_size(text, bytes))
-		return lab_error(error, path, xmlGetLineNo(node), "%s '%s' is not a size", attr, text);
+		return lab_error(error, path, xmlGetLineNo(node),
+				 "%s '%s' is not a size (a number with an optional unit: K, M, G, KiB, MiB, GiB)",
+				 attr, text);
 	return TRUE;
 }
 
@@ -142,39 +142,107 @@ static gboolean parse_uint_attr(xmlNode *node, const char *path, const char *att
 	return TRUE;
 }
 
+/* A required attribute that becomes a name on the host. */
+static char *parse_name_attr(xmlNode *node, const char *path, const char *attr, GError **error)
+{
+	g_autofree char *name = prop(node, attr);
+
+	if (!name) {
+		lab_error(error, path, xmlGetLineNo(node), "<%s> needs a %s attribute",
+			  (const char *)node->name, attr);
+		return NULL;
+	}
+	if (!ivlab_name_is_safe(name)) {
+		lab_error(error, path, xmlGetLineNo(node),
+			  "%s '%s' is not allowed: use 1 to %d letters, digits, '-' or '_', "
+			  "starting with a letter or digit", attr, name, IVLAB_NAME_MAX);
+		return NULL;
+	}
+	return g_steal_pointer(&name);
+}
+
+/* An attribute that must be one of a few words; NULL choices[0] means optional. */
+static gboolean parse_choice_attr(xmlNode *node, const char *path, const char *attr,
+				  const char *const *choices, gboolean required, char **value,
+				  GError **error)
+{
+	g_autofree char *text = prop(node, attr);
+	g_autofree char *allowed = g_strjoinv(", ", (char **)choices);
+
+	if (!text) {
+		if (!required)
+			return TRUE;
+		return lab_error(error, path, xmlGetLineNo(node), "<%s> needs a %s attribute (%s)",
+				 (const char *)node->name, attr, allowed);
+	}
+	if (!g_strv_contains(choices, text))
+		return lab_error(error, path, xmlGetLineNo(node), "%s '%s' is not one of: %s",
+				 attr, text, allowed);
+	*value = g_steal_pointer(&text);
+	return TRUE;
+}
+
+static void region_free(struct lab_region *region);
+typedef struct lab_region LabRegion;
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(LabRegion, region_free)
+static void guest_free(struct lab_guest *guest);
+typedef struct lab_guest LabGuest;
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(LabGuest, guest_free)
+
 static struct lab_region *parse_region(struct lab *lab, xmlNode *node, GError **error)
 {
-	g_autofree char *mode = prop(node, "mode");
-	struct lab_region *region = g_new0(struct lab_region, 1);
+	static const char *const modes[] = { "plain", "doorbell", NULL };
+	g_autofree char *mode = NULL, *vectors = prop(node, "vectors");
 	g_autofree char *pretty_min = ivlab_format_size(LAB_REGION_MIN_SIZE);
 	g_autofree char *pretty_max = ivlab_format_size(LAB_REGION_MAX_SIZE);
+	g_autoptr(LabRegion) region = g_new0(struct lab_region, 1);
+	const char *path = lab->path;
+	struct lab_region *first;
 
-	region->name = prop(node, "name");
 	region->line = xmlGetLineNo(node);
-	region->mode = strcmp(mode, "doorbell") == 0 ? LAB_REGION_DOORBELL : LAB_REGION_PLAIN;
-	if (lab_find_region(lab, region->name)) {
-		lab_error(error, lab->path, region->line, "region '%s' is defined twice (first on line %d)",
-			  region->name, lab_find_region(lab, region->name)->line);
-		goto fail;
+	region->name = parse_name_attr(node, path, "name", error);
+	if (!region->name)
+		return NULL;
+	first = lab_find_region(lab, region->name);
+	if (first) {
+		lab_error(error, path, region->line, "region '%s' is defined twice (first on line %d)",
+			  region->name, first->line);
+		return NULL;
 	}
-	if (!parse_size_attr(node, lab->path, "size", &region->size, error))
-		goto fail;
+	if (!xmlHasProp(node, (const xmlChar *)"size")) {
+		lab_error(error, path, region->line, "region '%s' needs a size", region->name);
+		return NULL;
+	}
+	if (!parse_size_attr(node, path, "size", &region->size, error))
+		return NULL;
 	if (region->size < LAB_REGION_MIN_SIZE || region->size > LAB_REGION_MAX_SIZE ||
 	    (region->size & (region->size - 1))) {
 		g_autofree char *pretty = ivlab_format_size(region->size);
 
-		lab_error(error, lab->path, region->line,
+		lab_error(error, path, region->line,
 			  "region '%s': size %s must be a power of two from %s to %s",
 			  region->name, pretty, pretty_min, pretty_max);
-		goto fail;
+		return NULL;
 	}
-	if (region->mode == LAB_REGION_DOORBELL &&
-	    !parse_uint_attr(node, lab->path, "vectors", 1, LAB_VECTORS_MAX, &region->vectors, error))
-		goto fail;
-	return region;
-fail:
-	region_free(region);
-	return NULL;
+	if (!parse_choice_attr(node, path, "mode", modes, TRUE, &mode, error))
+		return NULL;
+	region->mode = strcmp(mode, "doorbell") == 0 ? LAB_REGION_DOORBELL : LAB_REGION_PLAIN;
+	if (region->mode == LAB_REGION_PLAIN && vectors) {
+		lab_error(error, path, region->line,
+			  "region '%s': a plain region has no vectors (use mode=\"doorbell\")",
+			  region->name);
+		return NULL;
+	}
+	if (region->mode == LAB_REGION_DOORBELL && !vectors) {
+		lab_error(error, path, region->line,
+			  "region '%s': a doorbell region needs vectors (1..%d)", region->name,
+			  LAB_VECTORS_MAX);
+		return NULL;
+	}
+	if (vectors &&
+	    !parse_uint_attr(node, path, "vectors", 1, LAB_VECTORS_MAX, &region->vectors, error))
+		return NULL;
+	return g_steal_pointer(&region);
 }
 
 static const char *default_machine(const char *arch)
@@ -182,78 +250,84 @@ static const char *default_machine(const char *arch)
 	return strcmp(arch, "aarch64") == 0 ? "virt" : "pc";
 }
 
-static struct lab_guest *parse_guest(struct lab *lab, xmlNode *node, GError **error)
+static gboolean parse_attachments(struct lab *lab, struct lab_guest *guest, xmlNode *node,
+				  GError **error)
 {
-	struct lab_guest *guest = g_new0(struct lab_guest, 1);
-	g_autofree char *memory = prop(node, "memory");
-	g_autofree char *vcpus = prop(node, "vcpus");
-	gboolean aarch64;
-
-	guest->name = prop(node, "name");
-	guest->arch = prop(node, "arch");
-	guest->machine = prop(node, "machine");
-	guest->line = xmlGetLineNo(node);
-	guest->regions = g_ptr_array_new();
-	aarch64 = strcmp(guest->arch, "aarch64") == 0;
-
-	if (lab_find_guest(lab, guest->name)) {
-		lab_error(error, lab->path, guest->line, "guest '%s' is defined twice (first on line %d)",
-			  guest->name, lab_find_guest(lab, guest->name)->line);
-		goto fail;
-	}
-	if (!guest->machine)
-		guest->machine = g_strdup(default_machine(guest->arch));
-	if (aarch64 != (strcmp(guest->machine, "virt") == 0)) {
-		lab_error(error, lab->path, guest->line, "guest '%s': machine '%s' is not a %s machine (%s)",
-			  guest->name, guest->machine, guest->arch,
-			  aarch64 ? "use virt" : "use pc or q35");
-		goto fail;
-	}
-	guest->memory = 256ULL << 20;
-	if (memory && !parse_size_attr(node, lab->path, "memory", &guest->memory, error))
-		goto fail;
-	if (guest->memory < (64ULL << 20) || guest->memory > (64ULL << 30)) {
-		lab_error(error, lab->path, guest->line,
-			  "guest '%s': memory must be from 64MiB to 64GiB", guest->name);
-		goto fail;
-	}
-	guest->vcpus = 1;
-	if (vcpus && !parse_uint_attr(node, lab->path, "vcpus", 1, 64, &guest->vcpus, error))
-		goto fail;
-
 	for (xmlNode *child = node->children; child; child = child->next) {
 		g_autofree char *name = NULL;
 		struct lab_region *region;
+		int line = xmlGetLineNo(child);
 
 		if (!is_element(child, "attach"))
 			continue;
 		name = prop(child, "region");
+		if (!name)
+			return lab_error(error, lab->path, line, "<attach> needs a region attribute");
 		region = lab_find_region(lab, name);
-		if (!region) {
-			lab_error(error, lab->path, xmlGetLineNo(child),
-				  "guest '%s' attaches region '%s', which the lab does not define",
-				  guest->name, name);
-			goto fail;
-		}
-		for (guint i = 0; i < guest->regions->len; i++) {
-			if (g_ptr_array_index(guest->regions, i) == region) {
-				lab_error(error, lab->path, xmlGetLineNo(child),
-					  "guest '%s' attaches region '%s' twice", guest->name, name);
-				goto fail;
-			}
-		}
-		if (guest->regions->len == LAB_GUEST_REGIONS_MAX) {
-			lab_error(error, lab->path, xmlGetLineNo(child),
-				  "guest '%s' attaches more than %d regions", guest->name,
-				  LAB_GUEST_REGIONS_MAX);
-			goto fail;
-		}
+		if (!region)
+			return lab_error(error, lab->path, line,
+					 "guest '%s' attaches region '%s', which the lab does not define",
+					 guest->name, name);
+		for (guint i = 0; i < guest->regions->len; i++)
+			if (g_ptr_array_index(guest->regions, i) == region)
+				return lab_error(error, lab->path, line,
+						 "guest '%s' attaches region '%s' twice", guest->name, name);
+		if (guest->regions->len == LAB_GUEST_REGIONS_MAX)
+			return lab_error(error, lab->path, line, "guest '%s' attaches more than %d regions",
+					 guest->name, LAB_GUEST_REGIONS_MAX);
 		g_ptr_array_add(guest->regions, region);
 	}
-	return guest;
-fail:
-	guest_free(guest);
-	return NULL;
+	return TRUE;
+}
+
+static struct lab_guest *parse_guest(struct lab *lab, xmlNode *node, GError **error)
+{
+	static const char *const arches[] = { "x86_64", "aarch64", NULL };
+	static const char *const machines[] = { "pc", "q35", "virt", NULL };
+	g_autoptr(LabGuest) guest = g_new0(struct lab_guest, 1);
+	const char *path = lab->path;
+	struct lab_guest *first;
+	gboolean aarch64;
+
+	guest->line = xmlGetLineNo(node);
+	guest->regions = g_ptr_array_new();
+	guest->name = parse_name_attr(node, path, "name", error);
+	if (!guest->name)
+		return NULL;
+	first = lab_find_guest(lab, guest->name);
+	if (first) {
+		lab_error(error, path, guest->line, "guest '%s' is defined twice (first on line %d)",
+			  guest->name, first->line);
+		return NULL;
+	}
+	if (!parse_choice_attr(node, path, "arch", arches, TRUE, &guest->arch, error) ||
+	    !parse_choice_attr(node, path, "machine", machines, FALSE, &guest->machine, error))
+		return NULL;
+	aarch64 = strcmp(guest->arch, "aarch64") == 0;
+	if (!guest->machine)
+		guest->machine = g_strdup(default_machine(guest->arch));
+	if (aarch64 != (strcmp(guest->machine, "virt") == 0)) {
+		lab_error(error, path, guest->line, "guest '%s': machine '%s' cannot run an %s guest (%s)",
+			  guest->name, guest->machine, guest->arch,
+			  aarch64 ? "use virt" : "use pc or q35");
+		return NULL;
+	}
+	guest->memory = 256ULL << 20;
+	if (xmlHasProp(node, (const xmlChar *)"memory") &&
+	    !parse_size_attr(node, path, "memory", &guest->memory, error))
+		return NULL;
+	if (guest->memory < (64ULL << 20) || guest->memory > (64ULL << 30)) {
+		lab_error(error, path, guest->line, "guest '%s': memory must be from 64MiB to 64GiB",
+			  guest->name);
+		return NULL;
+	}
+	guest->vcpus = 1;
+	if (xmlHasProp(node, (const xmlChar *)"vcpus") &&
+	    !parse_uint_attr(node, path, "vcpus", 1, 64, &guest->vcpus, error))
+		return NULL;
+	if (!parse_attachments(lab, guest, node, error))
+		return NULL;
+	return g_steal_pointer(&guest);
 }
 
 struct lab *lab_load(const char *path, GError **error)
@@ -262,6 +336,7 @@ struct lab *lab_load(const char *path, GError **error)
 	g_autoptr(xmlParserCtxt) parser = xmlNewParserCtxt();
 	g_autoptr(xmlDoc) doc = NULL;
 	g_autoptr(Lab) lab = NULL;
+	static const char *const accels[] = { "auto", "kvm", "tcg", NULL };
 	g_autofree char *accel = NULL;
 	xmlNode *root;
 
@@ -280,16 +355,23 @@ struct lab *lab_load(const char *path, GError **error)
 		return NULL;
 	}
 	g_free(errors.message);
-	if (!validate(doc, path, error))
-		return NULL;
 
+	/* Values first, for messages that name what is wrong; then the schema,
+	 * for structure (unknown elements and attributes, order). */
 	root = xmlDocGetRootElement(doc);
+	if (!is_element(root, "lab")) {
+		validate(doc, path, error);
+		return NULL;
+	}
 	lab = g_new0(struct lab, 1);
 	lab->path = g_strdup(path);
-	lab->name = prop(root, "name");
-	lab->regions = g_ptr_array_new_with_free_func(region_free);
-	lab->guests = g_ptr_array_new_with_free_func(guest_free);
-	accel = prop(root, "accel");
+	lab->regions = g_ptr_array_new_with_free_func((GDestroyNotify)region_free);
+	lab->guests = g_ptr_array_new_with_free_func((GDestroyNotify)guest_free);
+	lab->name = parse_name_attr(root, path, "name", error);
+	if (!lab->name)
+		return NULL;
+	if (!parse_choice_attr(root, path, "accel", accels, FALSE, &accel, error))
+		return NULL;
 	lab->accel = !accel || strcmp(accel, "auto") == 0 ? LAB_ACCEL_AUTO :
 		     strcmp(accel, "kvm") == 0 ? LAB_ACCEL_KVM : LAB_ACCEL_TCG;
 
@@ -308,6 +390,13 @@ struct lab *lab_load(const char *path, GError **error)
 			g_ptr_array_add(lab->guests, guest);
 		}
 	}
+	if (lab->regions->len == 0 || lab->guests->len == 0) {
+		lab_error(error, path, xmlGetLineNo(root), "lab '%s' defines no %s", lab->name,
+			  lab->regions->len ? "guest" : "region");
+		return NULL;
+	}
+	if (!validate(doc, path, error))
+		return NULL;
 	for (guint i = 0; i < lab->regions->len; i++) {
 		struct lab_region *region = g_ptr_array_index(lab->regions, i);
 		gboolean used = FALSE;

@@ -1,1 +1,191 @@
-int main(void){return 0;}
+/* unit-lab.c: unit tests of the lab model, sizes, names and the accelerator
+ * choice. Touches nothing real. */
+#include "config.h"
+
+#include <string.h>
+
+#include "domxml.h"
+#include "host.h"
+#include "ivlab.h"
+#include "lab.h"
+
+static char *lab_file(const char *name)
+{
+	return g_build_filename(g_getenv("top_srcdir") ? g_getenv("top_srcdir") : IVLAB_SRCDIR,
+				"domains", name, NULL);
+}
+
+static void test_parse_size(void)
+{
+	static const struct {
+		const char *text;
+		gboolean ok;
+		guint64 bytes;
+	} cases[] = {
+		{ "0", TRUE, 0 },
+		{ "4096", TRUE, 4096 },
+		{ "1K", TRUE, 1024 },
+		{ "4MiB", TRUE, 4ULL << 20 },
+		{ "16M", TRUE, 16ULL << 20 },
+		{ "2G", TRUE, 2ULL << 30 },
+		{ "1GiB", TRUE, 1ULL << 30 },
+		{ "", FALSE, 0 },
+		{ "M", FALSE, 0 },
+		{ "-1M", FALSE, 0 },
+		{ "4 MiB", FALSE, 0 },
+		{ "4Mb", FALSE, 0 },
+		{ "99999999999999999999", FALSE, 0 },
+		{ "17179869184G", FALSE, 0 },
+	};
+
+	for (gsize i = 0; i < G_N_ELEMENTS(cases); i++) {
+		guint64 bytes = 0;
+		gboolean ok = ivlab_parse_size(cases[i].text, &bytes);
+
+		g_assert_cmpint(ok, ==, cases[i].ok);
+		if (ok)
+			g_assert_cmpuint(bytes, ==, cases[i].bytes);
+	}
+	g_assert_false(ivlab_parse_size(NULL, &(guint64){ 0 }));
+}
+
+static void test_format_size(void)
+{
+	g_autofree char *a = ivlab_format_size(4ULL << 20);
+	g_autofree char *b = ivlab_format_size(3072);
+	g_autofree char *c = ivlab_format_size(1000);
+
+	g_assert_cmpstr(a, ==, "4MiB");
+	g_assert_cmpstr(b, ==, "3KiB");
+	g_assert_cmpstr(c, ==, "1000B");
+}
+
+static void test_names(void)
+{
+	g_assert_true(ivlab_name_is_safe("x86a"));
+	g_assert_true(ivlab_name_is_safe("a-b_c9"));
+	g_assert_false(ivlab_name_is_safe(""));
+	g_assert_false(ivlab_name_is_safe("-lead"));
+	g_assert_false(ivlab_name_is_safe("a/b"));
+	g_assert_false(ivlab_name_is_safe("a b"));
+	g_assert_false(ivlab_name_is_safe("a.b"));
+	g_assert_false(ivlab_name_is_safe("0123456789abcdef0123456789abcdefX"));
+}
+
+static void test_default_lab(void)
+{
+	g_autofree char *path = lab_file("default.xml");
+	g_autoptr(GError) error = NULL;
+	g_autoptr(Lab) lab = lab_load(path, &error);
+	struct lab_region *bell, *plain;
+	struct lab_guest *arm;
+	guint arches[2] = { 0, 0 };
+
+	g_assert_no_error(error);
+	g_assert_nonnull(lab);
+	g_assert_cmpstr(lab->name, ==, "default");
+	g_assert_cmpint(lab->accel, ==, LAB_ACCEL_AUTO);
+	g_assert_cmpuint(lab->regions->len, ==, 2);
+	g_assert_cmpuint(lab->guests->len, ==, 3);
+	bell = lab_find_region(lab, "bell");
+	plain = lab_find_region(lab, "plain");
+	g_assert_nonnull(bell);
+	g_assert_nonnull(plain);
+	g_assert_cmpint(bell->mode, ==, LAB_REGION_DOORBELL);
+	g_assert_cmpuint(bell->size, ==, 4ULL << 20);
+	g_assert_cmpuint(bell->vectors, ==, 4);
+	g_assert_cmpint(plain->mode, ==, LAB_REGION_PLAIN);
+	g_assert_cmpuint(plain->size, ==, 16ULL << 20);
+	for (guint i = 0; i < lab->guests->len; i++) {
+		struct lab_guest *guest = g_ptr_array_index(lab->guests, i);
+
+		arches[strcmp(guest->arch, "aarch64") == 0]++;
+		g_assert_cmpuint(guest->regions->len, ==, 2);
+	}
+	g_assert_cmpuint(arches[0], ==, 2);
+	g_assert_cmpuint(arches[1], ==, 1);
+	arm = lab_find_guest(lab, "arm");
+	g_assert_nonnull(arm);
+	g_assert_cmpstr(arm->machine, ==, "virt");
+	g_assert_null(lab_find_guest(lab, "nosuch"));
+}
+
+static void test_names_derived(void)
+{
+	g_autofree char *path = lab_file("default.xml");
+	g_autoptr(Lab) lab = lab_load(path, NULL);
+	struct lab_guest *guest = lab_find_guest(lab, "x86a");
+	struct lab_region *bell = lab_find_region(lab, "bell");
+	g_autofree char *domain = lab_guest_domain_name(lab, guest);
+	g_autofree char *shm = lab_region_shm_name(lab, bell);
+	g_autofree char *cmdline = domxml_kernel_cmdline(lab, guest);
+
+	g_assert_cmpstr(domain, ==, "default-x86a");
+	g_assert_cmpstr(shm, ==, "ivlab-default-bell");
+	g_assert_nonnull(strstr(cmdline, "console=ttyS0"));
+	g_assert_nonnull(strstr(cmdline, "ivlab.regions=bell@10,plain@11"));
+}
+
+static void test_all_examples_load(void)
+{
+	static const char *const examples[] = { "default.xml", "pair.xml", "mixed.xml" };
+
+	for (gsize i = 0; i < G_N_ELEMENTS(examples); i++) {
+		g_autofree char *path = lab_file(examples[i]);
+		g_autoptr(GError) error = NULL;
+		g_autoptr(Lab) lab = lab_load(path, &error);
+
+		g_assert_no_error(error);
+		g_assert_cmpuint(lab->guests->len, >=, 2);
+	}
+}
+
+static void test_missing_file(void)
+{
+	g_autoptr(GError) error = NULL;
+	g_autoptr(Lab) lab = lab_load("/nonexistent/lab.xml", &error);
+
+	g_assert_null(lab);
+	g_assert_error(error, IVLAB_ERROR, IVLAB_ERROR_FAILED);
+	g_assert_nonnull(strstr(error->message, "/nonexistent/lab.xml"));
+}
+
+static void test_accel_choice(void)
+{
+	g_autofree char *why_tcg = NULL, *why_kvm = NULL, *why_cross = NULL, *why_auto = NULL;
+	const char *other = strcmp(host_arch(), "aarch64") == 0 ? "x86_64" : "aarch64";
+	gboolean usable;
+	g_autofree char *usable_why = NULL;
+
+	g_unsetenv("IVLAB_ACCEL");
+	g_assert_false(host_pick_kvm(LAB_ACCEL_TCG, host_arch(), &why_tcg));
+	g_assert_true(g_str_has_prefix(why_tcg, "tcg: "));
+	g_assert_true(host_pick_kvm(LAB_ACCEL_KVM, host_arch(), &why_kvm));
+	g_assert_false(host_pick_kvm(LAB_ACCEL_AUTO, other, &why_cross));
+	g_assert_nonnull(strstr(why_cross, "needs emulation"));
+	/* auto agrees with the probe, and the probe agrees with the CPU flags. */
+	usable = host_kvm_usable(host_arch(), &usable_why);
+	g_assert_cmpint(host_pick_kvm(LAB_ACCEL_AUTO, host_arch(), &why_auto), ==, usable);
+	if (strcmp(host_arch(), "x86_64") == 0) {
+		g_autofree char *cpuinfo = NULL;
+
+		g_assert_true(g_file_get_contents("/proc/cpuinfo", &cpuinfo, NULL, NULL));
+		if (!strstr(cpuinfo, " vmx") && !strstr(cpuinfo, " svm"))
+			g_assert_false(usable);
+	}
+	g_test_message("auto on this host: %s", why_auto);
+}
+
+int main(int argc, char **argv)
+{
+	g_test_init(&argc, &argv, NULL);
+	g_test_add_func("/util/parse-size", test_parse_size);
+	g_test_add_func("/util/format-size", test_format_size);
+	g_test_add_func("/util/names", test_names);
+	g_test_add_func("/lab/default", test_default_lab);
+	g_test_add_func("/lab/derived-names", test_names_derived);
+	g_test_add_func("/lab/examples", test_all_examples_load);
+	g_test_add_func("/lab/missing-file", test_missing_file);
+	g_test_add_func("/host/accel", test_accel_choice);
+	return g_test_run();
+}

@@ -1,0 +1,53 @@
+#!/bin/sh
+# setup-host.sh: prepare a Debian 12 host (as root) for ivlab: packages,
+# arm64 multiarch for guest packages, /dev/kvm permissions, the libvirt
+# daemons when no systemd runs them; then build ivlab in the source tree.
+set -eu
+cd "$(dirname "$0")"
+
+if [ "$(id -u)" -ne 0 ]; then
+	echo "setup-host.sh: run me as root (apt-get, libvirtd)" >&2
+	exit 1
+fi
+
+packages="
+	autoconf automake libtool pkg-config make gcc libc6-dev
+	libglib2.0-dev libvirt-dev libxml2-dev libxml2-utils libcurl4-gnutls-dev libarchive-dev
+	libvirt-daemon-system libvirt-daemon-driver-qemu libvirt-clients
+	qemu-system-x86 qemu-system-arm qemu-system-data
+	gcc-aarch64-linux-gnu libc6-dev-arm64-cross linux-kbuild-6.1
+	busybox-static cpio xz-utils zstd
+	python3 mandoc valgrind tmux socat procps psmisc
+"
+
+export DEBIAN_FRONTEND=noninteractive
+# Guest packages for aarch64 (kernel, busybox) come from the arm64 archive.
+if ! dpkg --print-foreign-architectures | grep -qx arm64; then
+	dpkg --add-architecture arm64
+fi
+apt-get update
+# shellcheck disable=SC2086
+apt-get install -y --no-install-recommends $packages
+
+# Debian's udev rule, which nothing applies without udev: QEMU runs as
+# libvirt-qemu (group kvm); a root-only /dev/kvm makes libvirt re-probe QEMU
+# on every start (about 48 s instead of 0.4 s per x86_64 domain).
+if [ -c /dev/kvm ]; then
+	chgrp kvm /dev/kvm
+	chmod 0660 /dev/kvm
+fi
+
+# Without systemd nobody starts the daemons.
+if [ ! -d /run/systemd/system ]; then
+	pgrep -x virtlogd >/dev/null || virtlogd -d
+	pgrep -x libvirtd >/dev/null || libvirtd -d
+fi
+for _ in $(seq 50); do
+	[ -S /run/libvirt/libvirt-sock ] && break
+	sleep 0.2
+done
+[ -S /run/libvirt/libvirt-sock ] || { echo "setup-host.sh: libvirtd did not start" >&2; exit 1; }
+
+[ -x configure ] || ./autogen.sh
+[ -f Makefile ] || ./configure
+make -j"$(nproc)"

@@ -1,0 +1,44 @@
+#!/bin/sh
+# test-golden.sh: every example lab (domains/*.xml) and every test lab
+# (tests/data/*.lab.xml), for every guest, gives exactly the domain XML in
+# tests/data/<case>-<guest>.xml, and that XML passes virt-xml-validate.
+# IVLAB_REGENERATE=1 rewrites the expected files instead of comparing.
+. "$top_srcdir/tests/lib.sh"
+
+[ -n "$VIRT_XML_VALIDATE" ] || skip_or_fail "virt-xml-validate not found (Debian package libvirt-clients)"
+
+# The generated XML names paths and the accelerator: pin both.
+export IVLAB_STATE_DIR=/var/lib/ivlab IVLAB_ACCEL=tcg
+data="$top_srcdir/tests/data"
+
+for lab in "$top_srcdir"/domains/*.xml "$data"/*.lab.xml; do
+	[ -f "$lab" ] || continue
+	case_name=$(basename "$lab" .xml)
+	case_name=${case_name%.lab}
+	guests=$(xmllint --xpath '//guest/@name' "$lab" | sed 's/ *name="\([^"]*\)"/\1 /g')
+	[ -n "$guests" ] || not_ok "$case_name: no guests found"
+	for guest in $guests; do
+		expected="$data/$case_name-$guest.xml"
+		actual="$scratch/$case_name-$guest.xml"
+		if ! "$IVLAB" -f "$lab" xml "$guest" >"$actual" 2>"$scratch/err"; then
+			not_ok "$case_name/$guest: ivlab xml failed: $(cat "$scratch/err")"
+			continue
+		fi
+		if [ "${IVLAB_REGENERATE:-}" = 1 ]; then
+			cp "$actual" "$expected"
+			ok "$case_name/$guest: regenerated $expected"
+		elif diff -u "$expected" "$actual" >"$scratch/diff" 2>&1; then
+			ok "$case_name/$guest: matches $(basename "$expected")"
+		else
+			not_ok "$case_name/$guest: differs from $(basename "$expected") (IVLAB_REGENERATE=1 to accept)"
+			diag "$(cat "$scratch/diff")"
+		fi
+		if "$VIRT_XML_VALIDATE" "$actual" domain >"$scratch/validate" 2>&1; then
+			ok "$case_name/$guest: virt-xml-validate accepts it"
+		else
+			not_ok "$case_name/$guest: virt-xml-validate rejects it"
+			diag "$(cat "$scratch/validate")"
+		fi
+	done
+done
+tap_done
