@@ -5,11 +5,10 @@
 
 #include "ivlab.h"
 
-void main_print_usage(FILE *out);
+extern const struct ivlab_cmd cmd_help_entry;
 
 static gboolean cmd_help_exec(struct ivlab_ctx *ctx, int argc, char **argv, GError **error)
 {
-	extern const struct ivlab_cmd cmd_help_entry;
 	const struct ivlab_cmd *cmd;
 
 	if (!cmd_parse(&cmd_help_entry, NULL, &argc, &argv, error))

@@ -33,6 +33,8 @@ struct ivlab_cmd {
 
 const struct ivlab_cmd *cmd_lookup(const char *name, GError **error);
 void cmd_print_list(FILE *out);
+/* The top-level usage text (main.c). */
+void main_print_usage(FILE *out);
 
 /* Parse a command's options in place (argv[0] is the command); on a usage
  * error sets IVLAB_ERROR_USAGE with a hint to --help. */

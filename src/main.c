@@ -8,8 +8,6 @@
 
 #include "ivlab.h"
 
-void main_print_usage(FILE *out);
-
 void main_print_usage(FILE *out)
 {
 	fprintf(out,
