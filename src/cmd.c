@@ -7,11 +7,15 @@
 #include "ivlab.h"
 
 extern const struct ivlab_cmd cmd_help_entry;
+extern const struct ivlab_cmd cmd_peer_entry;
+extern const struct ivlab_cmd cmd_server_entry;
 extern const struct ivlab_cmd cmd_xml_entry;
 
 /* Keep sorted by name: `ivlab help` lists them in this order. */
 static const struct ivlab_cmd *const commands[] = {
 	&cmd_help_entry,
+	&cmd_peer_entry,
+	&cmd_server_entry,
 	&cmd_xml_entry,
 };
 

@@ -1,0 +1,240 @@
+/* cmd-peer.c: `ivlab peer`, the host peer by hand: join a server, show the
+ * peers, ring them, wait for our vectors, dump or fill the shared memory. */
+#include "config.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "ivlab.h"
+#include "peer.h"
+
+extern const struct ivlab_cmd cmd_peer_entry;
+
+/* "4096", "4K", "0x1000" */
+static gboolean parse_offset(const char *text, guint64 *value)
+{
+	if (g_str_has_prefix(text, "0x") || g_str_has_prefix(text, "0X"))
+		return text[2] && g_ascii_string_to_unsigned(text + 2, 16, 0, G_MAXUINT64, value, NULL);
+	return ivlab_parse_size(text, value);
+}
+
+static gboolean parse_number(const struct ivlab_cmd *cmd, const char *what, const char *text,
+			     guint64 max, guint64 *value, GError **error)
+{
+	gboolean hex = g_str_has_prefix(text, "0x") || g_str_has_prefix(text, "0X");
+
+	if (!g_ascii_string_to_unsigned(text + (hex ? 2 : 0), hex ? 16 : 10, 0, max, value, NULL))
+		return cmd_usage_error(error, cmd, "%s: '%s' is not a number in 0..%" G_GUINT64_FORMAT,
+				       what, text, max);
+	return TRUE;
+}
+
+static gboolean parse_range(const struct ivlab_cmd *cmd, struct peer *peer, const char *offset_text,
+			    const char *length_text, guint64 *offset, guint64 *length, GError **error)
+{
+	if (!parse_offset(offset_text, offset))
+		return cmd_usage_error(error, cmd, "'%s' is not an offset", offset_text);
+	if (!parse_offset(length_text, length))
+		return cmd_usage_error(error, cmd, "'%s' is not a length", length_text);
+	if (*offset > peer_size(peer) || *length > peer_size(peer) - *offset) {
+		g_set_error(error, IVLAB_ERROR, IVLAB_ERROR_FAILED,
+			    "range %#" G_GINT64_MODIFIER "x+%#" G_GINT64_MODIFIER "x is outside the "
+			    "shared memory (%" G_GUINT64_FORMAT " bytes)", *offset, *length,
+			    peer_size(peer));
+		return FALSE;
+	}
+	return TRUE;
+}
+
+static void print_peers(struct peer *peer)
+{
+	g_autoptr(GArray) ids = peer_list(peer);
+
+	printf("self %d: %u vectors\n", peer_id(peer), peer_vectors(peer));
+	for (guint i = 0; i < ids->len; i++) {
+		guint id = g_array_index(ids, guint, i);
+
+		printf("peer %u: %u vectors\n", id, peer_remote_vectors(peer, (int)id));
+	}
+}
+
+static void hexdump(const guint8 *bytes, guint64 offset, guint64 length)
+{
+	for (guint64 line = 0; line < length; line += 16) {
+		guint64 n = MIN(16, length - line);
+
+		printf("%08" G_GINT64_MODIFIER "x ", offset + line);
+		for (guint64 i = 0; i < 16; i++) {
+			if (i == 8)
+				putchar(' ');
+			if (i < n)
+				printf(" %02x", bytes[line + i]);
+			else
+				printf("   ");
+		}
+		printf("  |");
+		for (guint64 i = 0; i < n; i++)
+			putchar(g_ascii_isprint(bytes[line + i]) ? bytes[line + i] : '.');
+		printf("|\n");
+	}
+}
+
+/* Print connects and disconnects until the timeout (-1: until killed). */
+static gboolean monitor(struct peer *peer, int timeout_ms, GError **error)
+{
+	g_autoptr(GArray) before = peer_list(peer);
+	gint64 deadline = timeout_ms < 0 ? -1 : g_get_monotonic_time() + timeout_ms * (gint64)1000;
+
+	print_peers(peer);
+	fflush(stdout);
+	for (;;) {
+		int left = -1;
+
+		if (deadline >= 0) {
+			gint64 us = deadline - g_get_monotonic_time();
+
+			if (us <= 0)
+				return TRUE;
+			left = (int)((us + 999) / 1000);
+		}
+		if (!peer_poll_notifications(peer, left, error))
+			return FALSE;
+		g_autoptr(GArray) now = peer_list(peer);
+		for (guint i = 0; i < now->len; i++) {
+			guint id = g_array_index(now, guint, i);
+			gboolean known = FALSE;
+
+			for (guint j = 0; j < before->len && !known; j++)
+				known = g_array_index(before, guint, j) == id;
+			if (!known)
+				printf("connected %u\n", id);
+		}
+		for (guint j = 0; j < before->len; j++) {
+			guint id = g_array_index(before, guint, j);
+			gboolean still = FALSE;
+
+			for (guint i = 0; i < now->len && !still; i++)
+				still = g_array_index(now, guint, i) == id;
+			if (!still)
+				printf("disconnected %u\n", id);
+		}
+		fflush(stdout);
+		g_array_unref(before);
+		before = g_steal_pointer(&now);
+	}
+}
+
+static gboolean cmd_peer(struct ivlab_ctx *ctx, int argc, char **argv, GError **error)
+{
+	const struct ivlab_cmd *cmd = &cmd_peer_entry;
+	g_autofree char *socket_path = NULL;
+	int timeout_ms = -1, wait_peers = -1;
+	const GOptionEntry entries[] = {
+		{ "socket", 's', 0, G_OPTION_ARG_FILENAME, &socket_path,
+		  "the ivshmem server's socket (required)", "PATH" },
+		{ "timeout", 't', 0, G_OPTION_ARG_INT, &timeout_ms,
+		  "give up waiting after MS milliseconds (default: wait forever)", "MS" },
+		{ "peers", 'P', 0, G_OPTION_ARG_INT, &wait_peers,
+		  "before the command, wait until N other peers are fully connected", "N" },
+		{ NULL }
+	};
+	g_autoptr(Peer) peer = NULL;
+	const char *action;
+
+	if (!cmd_parse(cmd, entries, &argc, &argv, error))
+		return FALSE;
+	if (!socket_path)
+		return cmd_usage_error(error, cmd, "--socket PATH is required");
+	action = argc > 1 ? argv[1] : "list";
+	static const struct {
+		const char *name;
+		int args;
+	} actions[] = {
+		{ "list", 0 }, { "ring", 2 }, { "wait", 1 }, { "dump", 2 }, { "fill", 3 }, { "monitor", 0 },
+	};
+	gboolean found = FALSE;
+	for (gsize i = 0; i < G_N_ELEMENTS(actions) && !found; i++) {
+		if (strcmp(actions[i].name, action) != 0)
+			continue;
+		found = TRUE;
+		if (argc > 1 && argc - 2 != actions[i].args)
+			return cmd_usage_error(error, cmd, "'%s' takes %d argument%s", action,
+					       actions[i].args, actions[i].args == 1 ? "" : "s");
+	}
+	if (!found)
+		return cmd_usage_error(error, cmd, "unknown action '%s'", action);
+
+	guint64 target = 0, vector = 0, byte = 0;
+
+	if (strcmp(action, "ring") == 0 &&
+	    (!parse_number(cmd, "PEER", argv[2], 65535, &target, error) ||
+	     !parse_number(cmd, "VECTOR", argv[3], 63, &vector, error)))
+		return FALSE;
+	if (strcmp(action, "wait") == 0 && !parse_number(cmd, "VECTOR", argv[2], 63, &vector, error))
+		return FALSE;
+	if (strcmp(action, "fill") == 0 && !parse_number(cmd, "BYTE", argv[4], 255, &byte, error))
+		return FALSE;
+
+	peer = peer_connect_timeout(socket_path, timeout_ms < 0 ? 10000 : timeout_ms, error);
+	if (!peer)
+		return FALSE;
+	ivlab_debug("peer %d: %" G_GUINT64_FORMAT " bytes, %u vectors", peer_id(peer),
+		    peer_size(peer), peer_vectors(peer));
+	if (wait_peers > 0 && !peer_wait_peers(peer, (guint)wait_peers, timeout_ms, error))
+		return FALSE;
+
+	if (strcmp(action, "list") == 0) {
+		if (!peer_poll_notifications(peer, 0, error))
+			return FALSE;
+		print_peers(peer);
+	} else if (strcmp(action, "ring") == 0) {
+		if (!peer_poll_notifications(peer, 0, error) ||
+		    !peer_ring(peer, (int)target, (guint)vector, error))
+			return FALSE;
+	} else if (strcmp(action, "wait") == 0) {
+		guint64 count;
+
+		if (!peer_wait(peer, (guint)vector, timeout_ms, &count, error))
+			return FALSE;
+		if (count == 0) {
+			g_set_error(error, IVLAB_ERROR, IVLAB_ERROR_FAILED,
+				    "wait: no ring on vector %u within %d ms", (guint)vector, timeout_ms);
+			return FALSE;
+		}
+		printf("vector %u: %" G_GUINT64_FORMAT " ring%s\n", (guint)vector, count,
+		       count == 1 ? "" : "s");
+	} else if (strcmp(action, "dump") == 0) {
+		guint64 offset, length;
+
+		if (!parse_range(cmd, peer, argv[2], argv[3], &offset, &length, error))
+			return FALSE;
+		hexdump((const guint8 *)peer_memory(peer) + offset, offset, length);
+	} else if (strcmp(action, "fill") == 0) {
+		guint64 offset, length;
+
+		if (!parse_range(cmd, peer, argv[2], argv[3], &offset, &length, error))
+			return FALSE;
+		memset((guint8 *)peer_memory(peer) + offset, (int)byte, length);
+	} else {
+		return monitor(peer, timeout_ms, error);
+	}
+	return TRUE;
+}
+
+const struct ivlab_cmd cmd_peer_entry = {
+	.name = "peer",
+	.usage = "--socket PATH [list|ring PEER VECTOR|wait VECTOR|dump OFFSET LEN|fill OFFSET LEN BYTE|monitor]",
+	.summary = "join an ivshmem server as a host peer: ring, wait, dump, fill",
+	.description =
+		"Actions (default: list):\n"
+		"  list                   our id and vectors, and every other peer's\n"
+		"  ring PEER VECTOR       ring a peer's vector (our own id rings ourselves)\n"
+		"  wait VECTOR            wait for a ring on our vector; exit 1 on --timeout\n"
+		"  dump OFFSET LEN        hex dump of the shared memory\n"
+		"  fill OFFSET LEN BYTE   fill shared memory with BYTE\n"
+		"  monitor                print connects and disconnects (until --timeout)\n"
+		"Offsets and lengths take units (4K, 1M) or hex (0x1000). The host peer\n"
+		"takes a peer id like any guest while it is connected.",
+	.exec = cmd_peer,
+};

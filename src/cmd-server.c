@@ -1,0 +1,500 @@
+/* cmd-server.c: `ivlab server`, the ivshmem server daemon around the engine
+ * in server.c (options, daemonizing, pidfile, logging, signals), and its
+ * status query. */
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <syslog.h>
+#include <time.h>
+#include <unistd.h>
+#include <sys/resource.h>
+#include <sys/signalfd.h>
+#include <sys/wait.h>
+#include <glib/gstdio.h>
+
+#include "ivlab.h"
+#include "server.h"
+
+enum log_target {
+	LOG_TO_STDERR,
+	LOG_TO_FILE,
+	LOG_TO_SYSLOG,
+};
+
+struct log_sink {
+	enum log_target target;
+	char *path;
+	FILE *file;
+};
+
+static void log_message(int priority, const char *message, gpointer data)
+{
+	struct log_sink *sink = data;
+
+	if (priority >= LOG_INFO && ivlab_verbosity() < 1)
+		return;
+	switch (sink->target) {
+	case LOG_TO_STDERR:
+		fprintf(stderr, "ivlab server: %s\n", message);
+		break;
+	case LOG_TO_FILE: {
+		g_autoptr(GDateTime) now = g_date_time_new_now_utc();
+		g_autofree char *stamp = g_date_time_format(now, "%Y-%m-%dT%H:%M:%S");
+
+		if (!sink->file)
+			return;
+		fprintf(sink->file, "%s.%03dZ ivlab-server[%ld]: %s\n", stamp,
+			g_date_time_get_microsecond(now) / 1000, (long)getpid(), message);
+		fflush(sink->file);
+		break;
+	}
+	case LOG_TO_SYSLOG:
+		syslog(priority, "%s", message);
+		break;
+	}
+}
+
+static gboolean log_open(struct log_sink *sink, GError **error)
+{
+	FILE *file;
+
+	if (sink->target != LOG_TO_FILE)
+		return TRUE;
+	file = fopen(sink->path, "ae");
+	if (!file) {
+		int saved = errno;
+
+		g_set_error(error, IVLAB_ERROR, IVLAB_ERROR_FAILED, "--log-file: %s: %s", sink->path,
+			    g_strerror(saved));
+		return FALSE;
+	}
+	if (sink->file)
+		fclose(sink->file);
+	sink->file = file;
+	return TRUE;
+}
+
+/* A server holds two fds per vector per peer: ask for all the kernel allows. */
+static void raise_fd_limit(void)
+{
+	struct rlimit limit;
+
+	if (getrlimit(RLIMIT_NOFILE, &limit) == 0 && limit.rlim_cur < limit.rlim_max) {
+		limit.rlim_cur = limit.rlim_max;
+		setrlimit(RLIMIT_NOFILE, &limit);
+	}
+}
+
+static gboolean write_pidfile(const char *path, GError **error)
+{
+	g_autofree char *text = g_strdup_printf("%ld\n", (long)getpid());
+	g_autoptr(GError) local = NULL;
+
+	if (!g_file_set_contents(path, text, -1, &local)) {
+		g_set_error(error, IVLAB_ERROR, IVLAB_ERROR_FAILED, "--pidfile: %s", local->message);
+		return FALSE;
+	}
+	return TRUE;
+}
+
+/* In a daemon's grandchild: tell the waiting parent how start-up went. */
+static void report_ready(int ready_fd, const char *error_text)
+{
+	const char *text = error_text ? error_text : "ok";
+	gsize len = strlen(text), done = 0;
+
+	while (done < len) {
+		ssize_t n = write(ready_fd, text + done, len - done);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		done += n;
+	}
+	close(ready_fd);
+}
+
+/* The parent side of --daemon: wait for the grandchild's verdict. */
+static gboolean wait_ready(int ready_fd, pid_t child, GError **error)
+{
+	g_autoptr(GString) text = g_string_new(NULL);
+	char buf[512];
+	ssize_t n;
+	int status;
+
+	while ((n = read(ready_fd, buf, sizeof(buf))) != 0) {
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			break;
+		g_string_append_len(text, buf, n);
+	}
+	close(ready_fd);
+	while (waitpid(child, &status, 0) < 0 && errno == EINTR)
+		;
+	if (strcmp(text->str, "ok") == 0)
+		return TRUE;
+	g_set_error(error, IVLAB_ERROR, IVLAB_ERROR_FAILED, "%s",
+		    text->len ? text->str : "server: the daemon died while starting");
+	return FALSE;
+}
+
+static void detach_stdio(void)
+{
+	int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+
+	if (null < 0)
+		return;
+	dup2(null, STDIN_FILENO);
+	dup2(null, STDOUT_FILENO);
+	dup2(null, STDERR_FILENO);
+	if (null > STDERR_FILENO)
+		close(null);
+}
+
+static gboolean serve(const struct server_options *opts, GError **error)
+{
+	struct log_sink sink = { .target = LOG_TO_STDERR };
+	int ready_fd = -1, signal_fd;
+	sigset_t signals;
+	struct server *server;
+	g_autoptr(GError) local = NULL;
+	gboolean ok = TRUE;
+
+	if (opts->log_file) {
+		sink.target = LOG_TO_FILE;
+		sink.path = g_strdup(opts->log_file);
+	} else if (opts->daemonize) {
+		sink.target = LOG_TO_SYSLOG;
+	}
+	if (!log_open(&sink, error))
+		return FALSE;
+
+	if (opts->daemonize) {
+		int pipe_fds[2];
+		pid_t child;
+
+		if (pipe2(pipe_fds, O_CLOEXEC) < 0) {
+			g_set_error(error, IVLAB_ERROR, IVLAB_ERROR_FAILED, "pipe: %s", g_strerror(errno));
+			return FALSE;
+		}
+		fflush(NULL);
+		child = fork();
+		if (child < 0) {
+			g_set_error(error, IVLAB_ERROR, IVLAB_ERROR_FAILED, "fork: %s", g_strerror(errno));
+			return FALSE;
+		}
+		if (child > 0) {
+			close(pipe_fds[1]);
+			return wait_ready(pipe_fds[0], child, error);
+		}
+		close(pipe_fds[0]);
+		setsid();
+		child = fork();
+		if (child < 0) {
+			report_ready(pipe_fds[1], "fork: cannot start the daemon");
+			_exit(1);
+		}
+		if (child > 0)
+			_exit(0);
+		ready_fd = pipe_fds[1];
+		if (sink.target == LOG_TO_SYSLOG)
+			openlog("ivlab-server", LOG_PID, LOG_DAEMON);
+	}
+
+	raise_fd_limit();
+	signal(SIGPIPE, SIG_IGN);
+	sigemptyset(&signals);
+	sigaddset(&signals, SIGTERM);
+	sigaddset(&signals, SIGINT);
+	sigaddset(&signals, SIGHUP);
+	sigprocmask(SIG_BLOCK, &signals, NULL);
+	signal_fd = signalfd(-1, &signals, SFD_CLOEXEC | SFD_NONBLOCK);
+
+	server = server_start(opts, &local);
+	if (server && signal_fd < 0)
+		g_set_error(&local, IVLAB_ERROR, IVLAB_ERROR_FAILED, "signalfd: %s", g_strerror(errno));
+	if (server && !local && opts->pidfile)
+		write_pidfile(opts->pidfile, &local);
+	if (local) {
+		server_stop(server);
+		if (ready_fd >= 0) {
+			report_ready(ready_fd, local->message);
+			_exit(1);
+		}
+		g_propagate_error(error, g_steal_pointer(&local));
+		return FALSE;
+	}
+	server_set_log_func(server, log_message, &sink);
+	{
+		g_autofree char *size = ivlab_format_size(opts->size);
+		g_autofree char *text = g_strdup_printf("serving %s: %s of %s, %u vectors, pid %ld",
+							 opts->socket_path, size, opts->shm_kind ==
+							 SERVER_SHM_MEMFD ? "memfd" : opts->shm_kind ==
+							 SERVER_SHM_POSIX ? "POSIX shm" : "file",
+							 opts->vectors, (long)getpid());
+
+		log_message(LOG_INFO, text, &sink);
+	}
+	if (ready_fd >= 0) {
+		if (chdir("/") < 0)
+			log_message(LOG_WARNING, "chdir /: failed", &sink);
+		detach_stdio();
+		report_ready(ready_fd, NULL);
+	}
+
+	for (;;) {
+		struct pollfd fds[2] = {
+			{ .fd = server_fd(server), .events = POLLIN },
+			{ .fd = signal_fd, .events = POLLIN },
+		};
+		struct signalfd_siginfo info;
+
+		if (poll(fds, 2, -1) < 0) {
+			if (errno == EINTR)
+				continue;
+			g_set_error(error, IVLAB_ERROR, IVLAB_ERROR_FAILED, "poll: %s", g_strerror(errno));
+			ok = FALSE;
+			break;
+		}
+		if (fds[1].revents && read(signal_fd, &info, sizeof(info)) == sizeof(info)) {
+			if (info.ssi_signo == SIGHUP) {
+				g_autoptr(GError) reopen = NULL;
+
+				if (!log_open(&sink, &reopen))
+					log_message(LOG_WARNING, reopen->message, &sink);
+				continue;
+			}
+			g_autofree char *text = g_strdup_printf("SIG%s: shutting down (%u peers connected)",
+								 sigabbrev_np(info.ssi_signo),
+								 server_peer_count(server));
+			log_message(LOG_INFO, text, &sink);
+			break;
+		}
+		if (fds[0].revents && !server_handle_events(server, 0, error)) {
+			ok = FALSE;
+			break;
+		}
+	}
+	server_stop(server);
+	if (opts->pidfile)
+		unlink(opts->pidfile);
+	close(signal_fd);
+	if (sink.file)
+		fclose(sink.file);
+	g_free(sink.path);
+	if (ready_fd >= 0 || opts->daemonize) {
+		if (!ok)
+			log_message(LOG_ERR, (*error)->message, &sink);
+		_exit(ok ? 0 : 1);
+	}
+	return ok;
+}
+
+static void json_string(GString *out, const char *text)
+{
+	g_string_append_c(out, '"');
+	for (const char *c = text ? text : ""; *c; c++) {
+		if (*c == '"' || *c == '\\')
+			g_string_append_printf(out, "\\%c", *c);
+		else if ((guchar)*c < 0x20)
+			g_string_append_printf(out, "\\u%04x", (guchar)*c);
+		else
+			g_string_append_c(out, *c);
+	}
+	g_string_append_c(out, '"');
+}
+
+static gboolean print_status(const char *socket_path, gboolean json, GError **error)
+{
+	struct server_info info;
+	g_autoptr(GString) out = g_string_new(NULL);
+
+	if (!server_query(socket_path, &info, error))
+		return FALSE;
+	if (json) {
+		g_string_append(out, "{\"socket\": ");
+		json_string(out, info.socket_path);
+		g_string_append_printf(out, ", \"pid\": %ld, \"size\": %" G_GUINT64_FORMAT
+				       ", \"vectors\": %u, \"shm\": ",
+				       (long)info.pid, info.size, info.vectors);
+		json_string(out, info.shm);
+		g_string_append_printf(out, ", \"max_peers\": %u, \"peers\": [", info.max_peers);
+		for (guint i = 0; i < info.peer_ids->len; i++)
+			g_string_append_printf(out, "%s%u", i ? ", " : "",
+					       g_array_index(info.peer_ids, guint, i));
+		g_string_append(out, "]}\n");
+	} else {
+		g_autofree char *size = ivlab_format_size(info.size);
+
+		g_string_append_printf(out, "socket:    %s\n", info.socket_path);
+		g_string_append_printf(out, "pid:       %ld\n", (long)info.pid);
+		g_string_append_printf(out, "size:      %s (%" G_GUINT64_FORMAT " bytes)\n", size,
+				       info.size);
+		g_string_append_printf(out, "vectors:   %u\n", info.vectors);
+		g_string_append_printf(out, "shm:       %s\n", info.shm);
+		g_string_append_printf(out, "max peers: %u\n", info.max_peers);
+		g_string_append_printf(out, "peers:     %u", info.peer_ids->len);
+		for (guint i = 0; i < info.peer_ids->len; i++)
+			g_string_append_printf(out, "%s%u", i ? " " : " (", g_array_index(info.peer_ids, guint, i));
+		g_string_append(out, info.peer_ids->len ? ")\n" : "\n");
+	}
+	fputs(out->str, stdout);
+	server_info_clear(&info);
+	return TRUE;
+}
+
+static gboolean parse_count(const struct ivlab_cmd *cmd, const char *option, const char *text,
+			    guint64 min, guint64 max, guint *value, GError **error)
+{
+	guint64 number;
+
+	if (!g_ascii_string_to_unsigned(text, 10, min, max, &number, NULL))
+		return cmd_usage_error(error, cmd, "%s: '%s' is not a number in %" G_GUINT64_FORMAT
+				       "..%" G_GUINT64_FORMAT, option, text, min, max);
+	*value = (guint)number;
+	return TRUE;
+}
+
+static char *absolute(const char *path)
+{
+	return path ? g_canonicalize_filename(path, NULL) : NULL;
+}
+
+extern const struct ivlab_cmd cmd_server_entry;
+
+static gboolean cmd_server(struct ivlab_ctx *ctx, int argc, char **argv, GError **error)
+{
+	const struct ivlab_cmd *cmd = &cmd_server_entry;
+	g_autofree char *socket_path = NULL, *size_text = NULL, *vectors_text = NULL;
+	g_autofree char *shm_name = NULL, *shm_dir = NULL, *max_peers_text = NULL;
+	g_autofree char *mode_text = NULL, *group = NULL, *pidfile = NULL, *log_file = NULL;
+	g_autofree char *stall_text = NULL;
+	gboolean daemonize = FALSE, foreground = FALSE, status = FALSE, json = FALSE, stop = FALSE;
+	const GOptionEntry entries[] = {
+		{ "socket", 's', 0, G_OPTION_ARG_FILENAME, &socket_path,
+		  "the UNIX socket QEMU connects to (required)", "PATH" },
+		{ "size", 'm', 0, G_OPTION_ARG_STRING, &size_text,
+		  "shared memory size, a power of two: 4MiB (default), 2G, ...", "SIZE" },
+		{ "vectors", 'n', 0, G_OPTION_ARG_STRING, &vectors_text,
+		  "interrupt vectors per peer, 1..64 (default 1); the devices' vectors= must match", "N" },
+		{ "shm-name", 0, 0, G_OPTION_ARG_STRING, &shm_name,
+		  "use POSIX shared memory /dev/shm/NAME instead of a memfd", "NAME" },
+		{ "shm-dir", 0, 0, G_OPTION_ARG_FILENAME, &shm_dir,
+		  "use a file created in DIR (tmpfs, hugetlbfs) instead of a memfd", "DIR" },
+		{ "max-peers", 0, 0, G_OPTION_ARG_STRING, &max_peers_text,
+		  "refuse clients beyond N (default 65536)", "N" },
+		{ "socket-mode", 0, 0, G_OPTION_ARG_STRING, &mode_text,
+		  "octal permissions of the sockets, e.g. 0660", "MODE" },
+		{ "socket-group", 0, 0, G_OPTION_ARG_STRING, &group,
+		  "group owning the sockets, e.g. kvm", "GROUP" },
+		{ "stall-timeout", 0, 0, G_OPTION_ARG_STRING, &stall_text,
+		  "drop a client not reading its messages for MS milliseconds (default 5000)", "MS" },
+		{ "foreground", 'F', 0, G_OPTION_ARG_NONE, &foreground,
+		  "stay in the foreground, log to stderr (the default)", NULL },
+		{ "daemon", 'd', 0, G_OPTION_ARG_NONE, &daemonize,
+		  "detach once the socket is listening; log to syslog", NULL },
+		{ "pidfile", 'p', 0, G_OPTION_ARG_FILENAME, &pidfile,
+		  "write the server's pid to FILE (removed at exit)", "FILE" },
+		{ "log-file", 'l', 0, G_OPTION_ARG_FILENAME, &log_file,
+		  "append log lines to FILE instead (reopened on SIGHUP)", "FILE" },
+		{ "status", 0, 0, G_OPTION_ARG_NONE, &status,
+		  "print what the server on --socket serves, then exit", NULL },
+		{ "json", 0, 0, G_OPTION_ARG_NONE, &json, "--status as JSON", NULL },
+		{ "stop", 0, 0, G_OPTION_ARG_NONE, &stop,
+		  "stop the server on --socket (SIGTERM) and wait for it", NULL },
+		{ NULL }
+	};
+	struct server_options opts;
+	g_autofree char *abs_socket = NULL, *abs_pidfile = NULL, *abs_log = NULL, *abs_dir = NULL;
+
+	if (!cmd_parse(cmd, entries, &argc, &argv, error))
+		return FALSE;
+	if (argc > 1)
+		return cmd_usage_error(error, cmd, "unexpected argument '%s'", argv[1]);
+	if (!socket_path)
+		return cmd_usage_error(error, cmd, "--socket PATH is required");
+	if (status + stop > 1)
+		return cmd_usage_error(error, cmd, "--status and --stop exclude each other");
+	if (json && !status)
+		return cmd_usage_error(error, cmd, "--json goes with --status");
+	if (status)
+		return print_status(socket_path, json, error);
+	if (stop)
+		return server_stop_daemon(socket_path, 10000, error);
+	if (daemonize && foreground)
+		return cmd_usage_error(error, cmd, "--daemon and --foreground exclude each other");
+	if (shm_name && shm_dir)
+		return cmd_usage_error(error, cmd, "--shm-name and --shm-dir exclude each other");
+
+	server_options_init(&opts);
+	abs_socket = absolute(socket_path);
+	abs_pidfile = absolute(pidfile);
+	abs_log = absolute(log_file);
+	abs_dir = absolute(shm_dir);
+	opts.socket_path = abs_socket;
+	opts.pidfile = abs_pidfile;
+	opts.log_file = abs_log;
+	opts.daemonize = daemonize;
+	opts.socket_group = group;
+	if (size_text && !ivlab_parse_size(size_text, &opts.size))
+		return cmd_usage_error(error, cmd, "--size: '%s' is not a size (e.g. 4MiB, 1G)",
+				       size_text);
+	if (vectors_text &&
+	    !parse_count(cmd, "--vectors", vectors_text, 1, SERVER_VECTORS_MAX, &opts.vectors, error))
+		return FALSE;
+	if (max_peers_text && !parse_count(cmd, "--max-peers", max_peers_text, 1, SERVER_PEERS_LIMIT,
+					   &opts.max_peers, error))
+		return FALSE;
+	if (stall_text) {
+		guint stall = 0;
+
+		if (!parse_count(cmd, "--stall-timeout", stall_text, 1, 3600000, &stall, error))
+			return FALSE;
+		opts.stall_ms = (int)stall;
+	}
+	if (mode_text) {
+		guint64 mode;
+
+		if (!g_ascii_string_to_unsigned(mode_text, 8, 0, 0777, &mode, NULL))
+			return cmd_usage_error(error, cmd, "--socket-mode: '%s' is not an octal mode "
+					       "(e.g. 0660)", mode_text);
+		opts.socket_mode = (int)mode;
+	}
+	if (shm_name) {
+		opts.shm_kind = SERVER_SHM_POSIX;
+		opts.shm_name = shm_name;
+	} else if (shm_dir) {
+		opts.shm_kind = SERVER_SHM_FILE;
+		opts.shm_dir = abs_dir;
+	}
+	if (!server_options_check(&opts, error))
+		return FALSE;
+	return serve(&opts, error);
+}
+
+const struct ivlab_cmd cmd_server_entry = {
+	.name = "server",
+	.usage = "--socket PATH [OPTIONS]",
+	.summary = "run an ivshmem server (or query one with --status)",
+	.description =
+		"Serves QEMU ivshmem-doorbell devices (and `ivlab peer`) on a UNIX socket:\n"
+		"one shared memory region and VECTORS eventfds per peer. Peer ids go from 0\n"
+		"to 65535; each new peer gets the lowest free id above the last one given,\n"
+		"wrapping, so an id just freed is not reused at once. PATH.ctl answers\n"
+		"--status queries. SIGTERM or SIGINT stops the server and removes its\n"
+		"sockets and pidfile.\n"
+		"\n"
+		"Examples:\n"
+		"  ivlab server --socket /run/ivlab/r0.sock --size 16M --vectors 4\n"
+		"  ivlab server -d -s /run/ivlab/r0.sock -p /run/ivlab/r0.pid --socket-mode 0660 --socket-group kvm\n"
+		"  ivlab server --status --socket /run/ivlab/r0.sock --json",
+	.exec = cmd_server,
+};

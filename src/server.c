@@ -1,0 +1,1244 @@
+/* server.c: the ivshmem server protocol engine (QEMU docs/specs/ivshmem-spec)
+ * plus the control socket that reports what it serves. One thread, epoll,
+ * non-blocking sockets, a bounded output queue per client. */
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <syslog.h>
+#include <unistd.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/file.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/timerfd.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <glib/gstdio.h>
+
+#include "ivlab.h"
+#include "server.h"
+
+#define SERVER_CONTROL_CLIENTS_MAX 32
+#define SERVER_SIZE_MIN 4096ULL
+#define SERVER_SIZE_MAX (1ULL << 40)
+/* A client's queue beyond this many messages is a client that does not read. */
+#define SERVER_QUEUE_SLACK 4096
+
+/* An fd several queued messages may carry: closed with the last reference,
+ * so a peer leaving does not invalidate notifications still queued. */
+struct fdref {
+	int fd;
+	int refs;
+};
+
+struct out_msg {
+	gint64 value;
+	struct fdref *fd; /* NULL: no fd */
+};
+
+enum watch_kind {
+	WATCH_LISTEN,
+	WATCH_CONTROL,
+	WATCH_TIMER,
+	WATCH_CLIENT,
+	WATCH_CONTROL_CLIENT,
+};
+
+struct watch {
+	enum watch_kind kind;
+};
+
+struct client {
+	struct watch watch;
+	struct server *server;
+	int sock;
+	int id;
+	guint nvectors;
+	struct fdref *vectors[SERVER_VECTORS_MAX];
+	GQueue out;           /* struct out_msg * */
+	gint64 stalled_since; /* monotonic us, 0 while the queue drains */
+	gboolean want_out;    /* EPOLLOUT registered */
+	gboolean doomed;
+	char *doom_reason;
+};
+
+struct control_client {
+	struct watch watch;
+	struct server *server;
+	int sock;
+	GString *text;
+	gsize sent;
+	gint64 since;
+};
+
+struct server {
+	char *socket_path;
+	char *control_path;
+	guint64 size;
+	guint vectors;
+	guint max_peers;
+	int stall_ms;
+	enum server_shm_kind shm_kind;
+	char *shm_desc;   /* "memfd", "posix:/NAME", "file:PATH" */
+	char *shm_name;   /* POSIX name to unlink at stop */
+	char *shm_file;   /* file to unlink at stop */
+	struct fdref *shm;
+	int epoll_fd;
+	int listen_fd;
+	int control_fd;
+	int timer_fd;
+	int reserve_fd; /* closed to accept-and-refuse when out of fds */
+	struct stat socket_stat, control_stat; /* to unlink only our own files */
+	struct watch listen_watch, control_watch, timer_watch;
+	GHashTable *clients;   /* id -> struct client * (ids assigned) */
+	GPtrArray *doomed;     /* struct client * waiting to be dropped */
+	GHashTable *controls;  /* struct control_client * set */
+	guint next_id;
+	server_log_func log;
+	gpointer log_data;
+};
+
+static void slog(struct server *server, int priority, const char *fmt, ...) G_GNUC_PRINTF(3, 4);
+
+static void slog(struct server *server, int priority, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (!server->log)
+		return;
+	va_start(ap, fmt);
+	g_autofree char *text = g_strdup_vprintf(fmt, ap);
+	va_end(ap);
+	server->log(priority, text, server->log_data);
+}
+
+static gboolean set_errno_error(GError **error, const char *what, ...) G_GNUC_PRINTF(2, 3);
+
+static gboolean set_errno_error(GError **error, const char *what, ...)
+{
+	int saved = errno;
+	va_list ap;
+
+	va_start(ap, what);
+	g_autofree char *text = g_strdup_vprintf(what, ap);
+	va_end(ap);
+	g_set_error(error, IVLAB_ERROR, IVLAB_ERROR_FAILED, "%s: %s", text, g_strerror(saved));
+	errno = saved;
+	return FALSE;
+}
+
+/* ---- options ---- */
+
+void server_options_init(struct server_options *opts)
+{
+	memset(opts, 0, sizeof(*opts));
+	opts->size = SERVER_DEFAULT_SIZE;
+	opts->vectors = SERVER_DEFAULT_VECTORS;
+	opts->shm_kind = SERVER_SHM_MEMFD;
+	opts->socket_mode = -1;
+}
+
+static gboolean fail(GError **error, const char *fmt, ...) G_GNUC_PRINTF(2, 3);
+
+static gboolean fail(GError **error, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	g_autofree char *text = g_strdup_vprintf(fmt, ap);
+	va_end(ap);
+	g_set_error_literal(error, IVLAB_ERROR, IVLAB_ERROR_FAILED, text);
+	return FALSE;
+}
+
+gboolean server_options_check(const struct server_options *opts, GError **error)
+{
+	struct sockaddr_un addr;
+
+	if (!opts->socket_path || !*opts->socket_path)
+		return fail(error, "--socket: a socket path is required");
+	if (strlen(opts->socket_path) + strlen(".ctl") >= sizeof(addr.sun_path))
+		return fail(error, "--socket: path too long for a UNIX socket (%zu bytes at most): %s",
+			    sizeof(addr.sun_path) - 1 - strlen(".ctl"), opts->socket_path);
+	if (opts->size < SERVER_SIZE_MIN || opts->size > SERVER_SIZE_MAX ||
+	    (opts->size & (opts->size - 1)) != 0) {
+		g_autofree char *text = ivlab_format_size(opts->size);
+		return fail(error, "--size: %s is not a power of two between 4KiB and 1TiB", text);
+	}
+	if (opts->vectors < 1 || opts->vectors > SERVER_VECTORS_MAX)
+		return fail(error, "--vectors: %u is out of range (1..%d)", opts->vectors,
+			    SERVER_VECTORS_MAX);
+	if (opts->max_peers > SERVER_PEERS_LIMIT)
+		return fail(error, "--max-peers: %u is out of range (1..%d)", opts->max_peers,
+			    SERVER_PEERS_LIMIT);
+	if (opts->socket_mode != -1 && (opts->socket_mode < 0 || opts->socket_mode > 0777))
+		return fail(error, "--socket-mode: %o is not a permission mode", opts->socket_mode);
+	if (opts->stall_ms < 0)
+		return fail(error, "stall timeout must not be negative");
+	switch (opts->shm_kind) {
+	case SERVER_SHM_MEMFD:
+		break;
+	case SERVER_SHM_POSIX: {
+		const char *name = opts->shm_name ? opts->shm_name : "";
+
+		if (*name == '/')
+			name++;
+		if (!*name || strchr(name, '/') || strlen(name) > 200)
+			return fail(error, "--shm-name: '%s' is not a POSIX shm name (one component)",
+				    opts->shm_name ? opts->shm_name : "");
+		break;
+	}
+	case SERVER_SHM_FILE:
+		if (!opts->shm_dir || !g_file_test(opts->shm_dir, G_FILE_TEST_IS_DIR))
+			return fail(error, "--shm-dir: not a directory: %s",
+				    opts->shm_dir ? opts->shm_dir : "");
+		break;
+	default:
+		return fail(error, "unknown shared memory kind %d", opts->shm_kind);
+	}
+	if (opts->socket_group && !getgrnam(opts->socket_group))
+		return fail(error, "--socket-group: no such group: %s", opts->socket_group);
+	return TRUE;
+}
+
+/* ---- fd references and output queues ---- */
+
+static struct fdref *fdref_new(int fd)
+{
+	struct fdref *ref = g_new0(struct fdref, 1);
+
+	ref->fd = fd;
+	ref->refs = 1;
+	return ref;
+}
+
+static struct fdref *fdref_ref(struct fdref *ref)
+{
+	ref->refs++;
+	return ref;
+}
+
+static void fdref_unref(struct fdref *ref)
+{
+	if (!ref || --ref->refs > 0)
+		return;
+	close(ref->fd);
+	g_free(ref);
+}
+
+static void out_msg_free(gpointer data)
+{
+	struct out_msg *msg = data;
+
+	fdref_unref(msg->fd);
+	g_free(msg);
+}
+
+static void client_doom(struct client *client, const char *fmt, ...) G_GNUC_PRINTF(2, 3);
+
+static void client_doom(struct client *client, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (client->doomed)
+		return;
+	client->doomed = TRUE;
+	va_start(ap, fmt);
+	client->doom_reason = g_strdup_vprintf(fmt, ap);
+	va_end(ap);
+	g_ptr_array_add(client->server->doomed, client);
+}
+
+static void client_update_events(struct client *client, gboolean want_out)
+{
+	struct epoll_event event = { .events = EPOLLIN | EPOLLRDHUP | (want_out ? EPOLLOUT : 0),
+				     .data.ptr = &client->watch };
+
+	if (client->want_out == want_out)
+		return;
+	client->want_out = want_out;
+	if (epoll_ctl(client->server->epoll_fd, EPOLL_CTL_MOD, client->sock, &event) < 0)
+		client_doom(client, "epoll: %s", g_strerror(errno));
+}
+
+static gboolean send_one(int sock, const struct out_msg *msg)
+{
+	guint8 bytes[8];
+	struct iovec iov = { .iov_base = bytes, .iov_len = sizeof(bytes) };
+	union {
+		char buf[CMSG_SPACE(sizeof(int))];
+		struct cmsghdr align;
+	} control;
+	struct msghdr hdr = { .msg_iov = &iov, .msg_iovlen = 1 };
+	guint64 value = GUINT64_TO_LE((guint64)msg->value);
+	ssize_t n;
+
+	memcpy(bytes, &value, sizeof(bytes));
+	if (msg->fd) {
+		struct cmsghdr *cmsg;
+
+		memset(&control, 0, sizeof(control));
+		hdr.msg_control = control.buf;
+		hdr.msg_controllen = sizeof(control.buf);
+		cmsg = CMSG_FIRSTHDR(&hdr);
+		cmsg->cmsg_level = SOL_SOCKET;
+		cmsg->cmsg_type = SCM_RIGHTS;
+		cmsg->cmsg_len = CMSG_LEN(sizeof(int));
+		memcpy(CMSG_DATA(cmsg), &msg->fd->fd, sizeof(int));
+	}
+	do
+		n = sendmsg(sock, &hdr, MSG_DONTWAIT | MSG_NOSIGNAL);
+	while (n < 0 && errno == EINTR);
+	/* A stream socket takes 8 bytes whole or not at all (SCM_RIGHTS messages
+	 * are never split), so a short write cannot happen; treat it as an error. */
+	if (n == (ssize_t)sizeof(bytes))
+		return TRUE;
+	if (n >= 0)
+		errno = EIO;
+	return FALSE;
+}
+
+static void server_arm_timer(struct server *server);
+
+/* Send what the socket takes; the rest waits for EPOLLOUT. */
+static void client_flush(struct client *client)
+{
+	gboolean progress = FALSE;
+
+	if (client->doomed)
+		return;
+	while (!g_queue_is_empty(&client->out)) {
+		struct out_msg *msg = g_queue_peek_head(&client->out);
+
+		if (!send_one(client->sock, msg)) {
+			if (errno == EAGAIN || errno == EWOULDBLOCK) {
+				/* The clock runs from the last message the client took. */
+				if (!client->stalled_since || progress) {
+					client->stalled_since = g_get_monotonic_time();
+					server_arm_timer(client->server);
+				}
+				client_update_events(client, TRUE);
+				return;
+			}
+			client_doom(client, "send: %s", g_strerror(errno));
+			return;
+		}
+		out_msg_free(g_queue_pop_head(&client->out));
+		progress = TRUE;
+	}
+	client->stalled_since = 0;
+	client_update_events(client, FALSE);
+}
+
+static void client_queue(struct client *client, gint64 value, struct fdref *fd)
+{
+	struct server *server = client->server;
+	struct out_msg *msg;
+
+	if (client->doomed)
+		return;
+	if (g_queue_get_length(&client->out) >=
+	    (g_hash_table_size(server->clients) + 2) * (guint64)server->vectors + SERVER_QUEUE_SLACK) {
+		client_doom(client, "not reading (output queue full)");
+		return;
+	}
+	msg = g_new0(struct out_msg, 1);
+	msg->value = value;
+	msg->fd = fd ? fdref_ref(fd) : NULL;
+	g_queue_push_tail(&client->out, msg);
+}
+
+static void client_free(struct client *client)
+{
+	g_queue_clear_full(&client->out, out_msg_free);
+	for (guint i = 0; i < client->nvectors; i++)
+		fdref_unref(client->vectors[i]);
+	if (client->sock >= 0)
+		close(client->sock);
+	g_free(client->doom_reason);
+	g_free(client);
+}
+
+static gint compare_clients(gconstpointer a, gconstpointer b)
+{
+	const struct client *ca = *(struct client *const *)a, *cb = *(struct client *const *)b;
+
+	return ca->id - cb->id;
+}
+
+/* The clients in id order, so every peer hears of the others in one order. */
+static GPtrArray *sorted_clients(struct server *server)
+{
+	GPtrArray *list = g_ptr_array_new();
+	GHashTableIter iter;
+	gpointer value;
+
+	g_hash_table_iter_init(&iter, server->clients);
+	while (g_hash_table_iter_next(&iter, NULL, &value))
+		g_ptr_array_add(list, value);
+
+	g_ptr_array_sort(list, compare_clients);
+	return list;
+}
+
+/* Drop the doomed clients and tell the others; telling may doom more. */
+static void server_reap(struct server *server)
+{
+	while (server->doomed->len > 0) {
+		struct client *client = g_ptr_array_steal_index(server->doomed, 0);
+		int id = client->id;
+
+		epoll_ctl(server->epoll_fd, EPOLL_CTL_DEL, client->sock, NULL);
+		g_hash_table_remove(server->clients, GINT_TO_POINTER(id));
+		slog(server, strcmp(client->doom_reason, "disconnected") == 0 ? LOG_INFO : LOG_WARNING,
+		     "peer %d %s%s (%u connected)", id,
+		     strcmp(client->doom_reason, "disconnected") == 0 ? "" : "dropped: ",
+		     client->doom_reason, g_hash_table_size(server->clients));
+		client_free(client);
+
+		g_autoptr(GPtrArray) others = sorted_clients(server);
+		for (guint i = 0; i < others->len; i++) {
+			struct client *other = others->pdata[i];
+
+			client_queue(other, id, NULL);
+			client_flush(other);
+		}
+	}
+}
+
+/* ---- accepting peers ---- */
+
+static int server_pick_id(struct server *server)
+{
+	for (guint i = 0; i < SERVER_PEERS_LIMIT; i++) {
+		guint id = (server->next_id + i) % SERVER_PEERS_LIMIT;
+
+		if (!g_hash_table_contains(server->clients, GINT_TO_POINTER(id))) {
+			server->next_id = (id + 1) % SERVER_PEERS_LIMIT;
+			return (int)id;
+		}
+	}
+	return -1;
+}
+
+/* Accept and close at once: keeps the listening socket from spinning when
+ * the process is out of fds. */
+static void server_refuse_one(struct server *server, int listen_fd)
+{
+	if (server->reserve_fd >= 0) {
+		close(server->reserve_fd);
+		server->reserve_fd = -1;
+	}
+	int sock = accept4(listen_fd, NULL, NULL, SOCK_CLOEXEC);
+	if (sock >= 0)
+		close(sock);
+	server->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+}
+
+static void server_accept_peer(struct server *server)
+{
+	int sock = accept4(server->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+	struct client *client;
+	struct epoll_event event = { .events = EPOLLIN | EPOLLRDHUP };
+	int id;
+
+	if (sock < 0) {
+		if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+			slog(server, LOG_WARNING, "refused a client: %s", g_strerror(errno));
+			server_refuse_one(server, server->listen_fd);
+		} else if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED) {
+			slog(server, LOG_WARNING, "accept: %s", g_strerror(errno));
+		}
+		return;
+	}
+	if (g_hash_table_size(server->clients) >= server->max_peers) {
+		slog(server, LOG_WARNING, "refused a client: %u peers connected (the maximum)",
+		     server->max_peers);
+		close(sock);
+		return;
+	}
+	client = g_new0(struct client, 1);
+	client->watch.kind = WATCH_CLIENT;
+	client->server = server;
+	client->sock = sock;
+	client->id = -1;
+	g_queue_init(&client->out);
+	for (guint i = 0; i < server->vectors; i++) {
+		int fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+
+		if (fd < 0) {
+			slog(server, LOG_WARNING, "refused a client: eventfd: %s", g_strerror(errno));
+			client_free(client);
+			return;
+		}
+		client->vectors[client->nvectors++] = fdref_new(fd);
+	}
+	event.data.ptr = &client->watch;
+	if (epoll_ctl(server->epoll_fd, EPOLL_CTL_ADD, sock, &event) < 0) {
+		slog(server, LOG_WARNING, "refused a client: epoll: %s", g_strerror(errno));
+		client_free(client);
+		return;
+	}
+	id = server_pick_id(server);
+	g_assert(id >= 0); /* max_peers <= SERVER_PEERS_LIMIT */
+	client->id = id;
+
+	/* Steps 1-5 of the spec to the newcomer, step 6 to everyone else. */
+	client_queue(client, 0, NULL);
+	client_queue(client, id, NULL);
+	client_queue(client, -1, server->shm);
+	g_autoptr(GPtrArray) others = sorted_clients(server);
+	for (guint i = 0; i < others->len; i++) {
+		struct client *other = others->pdata[i];
+
+		for (guint v = 0; v < other->nvectors; v++)
+			client_queue(client, other->id, other->vectors[v]);
+	}
+	for (guint v = 0; v < client->nvectors; v++)
+		client_queue(client, id, client->vectors[v]);
+	g_hash_table_insert(server->clients, GINT_TO_POINTER(id), client);
+	slog(server, LOG_INFO, "peer %d connected (%u connected)", id, g_hash_table_size(server->clients));
+	client_flush(client);
+	for (guint i = 0; i < others->len; i++) {
+		struct client *other = others->pdata[i];
+
+		for (guint v = 0; v < client->nvectors; v++)
+			client_queue(other, id, client->vectors[v]);
+		client_flush(other);
+	}
+}
+
+/* Peers never speak: any byte is garbage, EOF a disconnect. */
+static void client_readable(struct client *client)
+{
+	char buf[64];
+	ssize_t n;
+
+	do
+		n = recv(client->sock, buf, sizeof(buf), MSG_DONTWAIT);
+	while (n < 0 && errno == EINTR);
+	if (n > 0)
+		client_doom(client, "sent data (the protocol is one-way)");
+	else if (n == 0 || (n < 0 && errno == ECONNRESET))
+		/* A reset is a client leaving with notifications unread. */
+		client_doom(client, "disconnected");
+	else if (errno != EAGAIN && errno != EWOULDBLOCK)
+		client_doom(client, "recv: %s", g_strerror(errno));
+}
+
+/* ---- the control socket ---- */
+
+static GString *server_report(struct server *server)
+{
+	GString *text = g_string_new("ivlab-server 1\n");
+	g_autoptr(GArray) ids = server_peer_ids(server);
+
+	g_string_append_printf(text, "pid %ld\n", (long)getpid());
+	g_string_append_printf(text, "socket %s\n", server->socket_path);
+	g_string_append_printf(text, "size %" G_GUINT64_FORMAT "\n", server->size);
+	g_string_append_printf(text, "vectors %u\n", server->vectors);
+	g_string_append_printf(text, "shm %s\n", server->shm_desc);
+	g_string_append_printf(text, "max-peers %u\n", server->max_peers);
+	g_string_append_printf(text, "peer-count %u\n", ids->len);
+	g_string_append(text, "peers");
+	for (guint i = 0; i < ids->len; i++)
+		g_string_append_printf(text, " %u", g_array_index(ids, guint, i));
+	g_string_append(text, "\nend\n");
+	return text;
+}
+
+static void control_free(struct control_client *control)
+{
+	close(control->sock);
+	g_string_free(control->text, TRUE);
+	g_free(control);
+}
+
+static void control_drop(struct control_client *control)
+{
+	epoll_ctl(control->server->epoll_fd, EPOLL_CTL_DEL, control->sock, NULL);
+	g_hash_table_remove(control->server->controls, control);
+	control_free(control);
+}
+
+static void control_flush(struct control_client *control)
+{
+	while (control->sent < control->text->len) {
+		ssize_t n = send(control->sock, control->text->str + control->sent,
+				 control->text->len - control->sent, MSG_DONTWAIT | MSG_NOSIGNAL);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			return;
+		if (n < 0)
+			break;
+		control->sent += n;
+	}
+	control_drop(control);
+}
+
+static void server_accept_control(struct server *server)
+{
+	int sock = accept4(server->control_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+	struct control_client *control;
+	struct epoll_event event = { .events = EPOLLOUT };
+
+	if (sock < 0) {
+		if (errno == EMFILE || errno == ENFILE)
+			server_refuse_one(server, server->control_fd);
+		return;
+	}
+	if (g_hash_table_size(server->controls) >= SERVER_CONTROL_CLIENTS_MAX) {
+		close(sock);
+		return;
+	}
+	control = g_new0(struct control_client, 1);
+	control->watch.kind = WATCH_CONTROL_CLIENT;
+	control->server = server;
+	control->sock = sock;
+	control->text = server_report(server);
+	control->since = g_get_monotonic_time();
+	event.data.ptr = &control->watch;
+	if (epoll_ctl(server->epoll_fd, EPOLL_CTL_ADD, sock, &event) < 0) {
+		control_free(control);
+		return;
+	}
+	g_hash_table_add(server->controls, control);
+	server_arm_timer(server);
+	control_flush(control);
+}
+
+/* ---- stall timer ---- */
+
+static void server_arm_timer(struct server *server)
+{
+	gint64 earliest = 0;
+	GHashTableIter iter;
+	gpointer value;
+	struct itimerspec spec = { 0 };
+
+	g_hash_table_iter_init(&iter, server->clients);
+	while (g_hash_table_iter_next(&iter, NULL, &value)) {
+		struct client *client = value;
+
+		if (client->stalled_since && (!earliest || client->stalled_since < earliest))
+			earliest = client->stalled_since;
+	}
+	g_hash_table_iter_init(&iter, server->controls);
+	while (g_hash_table_iter_next(&iter, &value, NULL)) {
+		struct control_client *control = value;
+
+		if (!earliest || control->since < earliest)
+			earliest = control->since;
+	}
+	if (earliest) {
+		gint64 due = earliest + server->stall_ms * (gint64)1000 - g_get_monotonic_time();
+
+		if (due < 1000)
+			due = 1000;
+		spec.it_value.tv_sec = due / G_USEC_PER_SEC;
+		spec.it_value.tv_nsec = (due % G_USEC_PER_SEC) * 1000;
+	}
+	timerfd_settime(server->timer_fd, 0, &spec, NULL);
+}
+
+static void server_check_stalls(struct server *server)
+{
+	guint64 expirations;
+	gint64 now = g_get_monotonic_time(), limit = server->stall_ms * (gint64)1000;
+	GHashTableIter iter;
+	gpointer value;
+	g_autoptr(GPtrArray) stale_controls = g_ptr_array_new();
+
+	if (read(server->timer_fd, &expirations, sizeof(expirations)) < 0 && errno != EAGAIN)
+		slog(server, LOG_WARNING, "timerfd: %s", g_strerror(errno));
+	g_hash_table_iter_init(&iter, server->clients);
+	while (g_hash_table_iter_next(&iter, NULL, &value)) {
+		struct client *client = value;
+
+		if (client->stalled_since && now - client->stalled_since >= limit)
+			client_doom(client, "not reading for %d ms", server->stall_ms);
+	}
+	g_hash_table_iter_init(&iter, server->controls);
+	while (g_hash_table_iter_next(&iter, &value, NULL)) {
+		struct control_client *control = value;
+
+		if (now - control->since >= limit)
+			g_ptr_array_add(stale_controls, control);
+	}
+	for (guint i = 0; i < stale_controls->len; i++)
+		control_drop(stale_controls->pdata[i]);
+}
+
+/* ---- start and stop ---- */
+
+/* Bind a listening socket at path, replacing a stale socket file nobody
+ * serves; a live server there is an error. */
+static int listen_at(const char *path, int socket_mode, const char *group, struct stat *st,
+		     GError **error)
+{
+	struct sockaddr_un addr = { .sun_family = AF_UNIX };
+	int fd;
+
+	g_strlcpy(addr.sun_path, path, sizeof(addr.sun_path));
+	if (lstat(path, st) == 0) {
+		int probe;
+
+		if (!S_ISSOCK(st->st_mode))
+			return fail(error, "%s: exists and is not a socket", path), -1;
+		probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		if (probe >= 0 && connect(probe, (struct sockaddr *)&addr, sizeof(addr)) == 0) {
+			close(probe);
+			return fail(error, "%s: a server is already listening there", path), -1;
+		}
+		if (probe >= 0)
+			close(probe);
+		if (unlink(path) < 0 && errno != ENOENT)
+			return set_errno_error(error, "%s: cannot remove stale socket", path), -1;
+	}
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return set_errno_error(error, "socket"), -1;
+	if (bind(fd, (struct sockaddr *)&addr, sizeof(addr)) < 0) {
+		set_errno_error(error, "%s: bind", path);
+		close(fd);
+		return -1;
+	}
+	if ((socket_mode >= 0 && chmod(path, socket_mode) < 0)) {
+		set_errno_error(error, "%s: chmod", path);
+		close(fd);
+		unlink(path);
+		return -1;
+	}
+	if (group) {
+		struct group *entry = getgrnam(group);
+
+		if (!entry || chown(path, (uid_t)-1, entry->gr_gid) < 0) {
+			if (entry)
+				set_errno_error(error, "%s: chgrp %s", path, group);
+			else
+				fail(error, "--socket-group: no such group: %s", group);
+			close(fd);
+			unlink(path);
+			return -1;
+		}
+	}
+	if (listen(fd, SOMAXCONN) < 0 || lstat(path, st) < 0) {
+		set_errno_error(error, "%s: listen", path);
+		close(fd);
+		unlink(path);
+		return -1;
+	}
+	return fd;
+}
+
+static void unlink_if_ours(const char *path, const struct stat *ours)
+{
+	struct stat now;
+
+	if (path && lstat(path, &now) == 0 && now.st_ino == ours->st_ino && now.st_dev == ours->st_dev)
+		unlink(path);
+}
+
+static gboolean server_create_shm(struct server *server, const struct server_options *opts,
+				  GError **error)
+{
+	int fd = -1;
+
+	switch (opts->shm_kind) {
+	case SERVER_SHM_MEMFD:
+		fd = memfd_create("ivlab-ivshmem", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+		if (fd < 0)
+			return set_errno_error(error, "memfd_create");
+		server->shm_desc = g_strdup("memfd");
+		break;
+	case SERVER_SHM_POSIX: {
+		g_autofree char *name = g_strdup_printf("/%s", opts->shm_name + (opts->shm_name[0] == '/'));
+
+		fd = shm_open(name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+		if (fd >= 0) {
+			server->shm_name = g_strdup(name);
+		} else if (errno == EEXIST) {
+			/* Left by a server that died: reuse it unless a live one holds it. */
+			fd = shm_open(name, O_RDWR | O_CLOEXEC, 0600);
+			if (fd < 0)
+				return set_errno_error(error, "--shm-name: shm_open %s", name);
+			if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+				close(fd);
+				return fail(error, "--shm-name: %s is in use by another server", name);
+			}
+			server->shm_name = g_strdup(name);
+		} else {
+			return set_errno_error(error, "--shm-name: shm_open %s", name);
+		}
+		server->shm_desc = g_strdup_printf("posix:%s", name);
+		break;
+	}
+	case SERVER_SHM_FILE: {
+		g_autofree char *tmpl = g_build_filename(opts->shm_dir, "ivlab-ivshmem.XXXXXX", NULL);
+
+		fd = g_mkstemp_full(tmpl, O_RDWR | O_CLOEXEC, 0600);
+		if (fd < 0)
+			return set_errno_error(error, "--shm-dir: cannot create a file in %s", opts->shm_dir);
+		server->shm_file = g_strdup(tmpl);
+		server->shm_desc = g_strdup_printf("file:%s", tmpl);
+		break;
+	}
+	}
+	server->shm = fdref_new(fd);
+	if (flock(fd, LOCK_EX | LOCK_NB) < 0 && opts->shm_kind == SERVER_SHM_POSIX)
+		return fail(error, "--shm-name: %s is in use by another server", server->shm_name);
+	if (ftruncate(fd, (off_t)opts->size) < 0) {
+		g_autofree char *text = ivlab_format_size(opts->size);
+		return set_errno_error(error, "shared memory: cannot size %s to %s", server->shm_desc, text);
+	}
+	if (opts->shm_kind == SERVER_SHM_MEMFD)
+		/* Nobody can shrink the memory under a peer's mapping (SIGBUS). */
+		fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL);
+	return TRUE;
+}
+
+static gboolean epoll_watch(struct server *server, int fd, struct watch *watch, GError **error)
+{
+	struct epoll_event event = { .events = EPOLLIN, .data.ptr = watch };
+
+	if (epoll_ctl(server->epoll_fd, EPOLL_CTL_ADD, fd, &event) < 0)
+		return set_errno_error(error, "epoll_ctl");
+	return TRUE;
+}
+
+struct server *server_start(const struct server_options *opts, GError **error)
+{
+	struct server *server;
+
+	if (!server_options_check(opts, error))
+		return NULL;
+	server = g_new0(struct server, 1);
+	server->socket_path = g_strdup(opts->socket_path);
+	server->control_path = server_control_path(opts->socket_path);
+	server->size = opts->size;
+	server->vectors = opts->vectors;
+	server->max_peers = opts->max_peers ? opts->max_peers : SERVER_PEERS_LIMIT;
+	server->stall_ms = opts->stall_ms ? opts->stall_ms : SERVER_DEFAULT_STALL_MS;
+	server->shm_kind = opts->shm_kind;
+	server->epoll_fd = server->listen_fd = server->control_fd = -1;
+	server->timer_fd = server->reserve_fd = -1;
+	server->listen_watch.kind = WATCH_LISTEN;
+	server->control_watch.kind = WATCH_CONTROL;
+	server->timer_watch.kind = WATCH_TIMER;
+	server->clients = g_hash_table_new(NULL, NULL);
+	server->controls = g_hash_table_new(NULL, NULL);
+	server->doomed = g_ptr_array_new();
+
+	server->epoll_fd = epoll_create1(EPOLL_CLOEXEC);
+	server->timer_fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+	server->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	if (server->epoll_fd < 0 || server->timer_fd < 0 || server->reserve_fd < 0) {
+		set_errno_error(error, "server: setting up");
+		server_stop(server);
+		return NULL;
+	}
+	if (!server_create_shm(server, opts, error) ||
+	    (server->listen_fd = listen_at(server->socket_path, opts->socket_mode, opts->socket_group,
+					   &server->socket_stat, error)) < 0 ||
+	    (server->control_fd = listen_at(server->control_path, opts->socket_mode, opts->socket_group,
+					    &server->control_stat, error)) < 0 ||
+	    !epoll_watch(server, server->listen_fd, &server->listen_watch, error) ||
+	    !epoll_watch(server, server->control_fd, &server->control_watch, error) ||
+	    !epoll_watch(server, server->timer_fd, &server->timer_watch, error)) {
+		server_stop(server);
+		return NULL;
+	}
+	return server;
+}
+
+void server_set_log_func(struct server *server, server_log_func func, gpointer data)
+{
+	server->log = func;
+	server->log_data = data;
+}
+
+int server_fd(const struct server *server)
+{
+	return server->epoll_fd;
+}
+
+gboolean server_handle_events(struct server *server, int timeout_ms, GError **error)
+{
+	struct epoll_event events[64];
+	int n;
+
+	n = epoll_wait(server->epoll_fd, events, G_N_ELEMENTS(events), timeout_ms);
+	if (n < 0) {
+		if (errno == EINTR)
+			return TRUE;
+		return set_errno_error(error, "epoll_wait");
+	}
+	for (int i = 0; i < n; i++) {
+		struct watch *watch = events[i].data.ptr;
+
+		switch (watch->kind) {
+		case WATCH_LISTEN:
+			server_accept_peer(server);
+			break;
+		case WATCH_CONTROL:
+			server_accept_control(server);
+			break;
+		case WATCH_TIMER:
+			server_check_stalls(server);
+			break;
+		case WATCH_CLIENT: {
+			struct client *client = (struct client *)watch;
+
+			if (client->doomed)
+				break;
+			if (events[i].events & EPOLLOUT)
+				client_flush(client);
+			if (events[i].events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
+				client_readable(client);
+			break;
+		}
+		case WATCH_CONTROL_CLIENT: {
+			struct control_client *control = (struct control_client *)watch;
+
+			/* Events for one dropped earlier in this batch cannot come:
+			 * control clients are only dropped from their own event. */
+			control_flush(control);
+			break;
+		}
+		}
+	}
+	/* Reaping frees clients, so it waits until no event of this batch can
+	 * still point at one; doomed clients' events are skipped above. */
+	if (server->doomed->len)
+		server_reap(server);
+	server_arm_timer(server);
+	return TRUE;
+}
+
+void server_stop(struct server *server)
+{
+	GHashTableIter iter;
+	gpointer value;
+
+	if (!server)
+		return;
+	g_hash_table_iter_init(&iter, server->clients);
+	while (g_hash_table_iter_next(&iter, NULL, &value))
+		client_free(value);
+	g_hash_table_destroy(server->clients);
+	g_hash_table_iter_init(&iter, server->controls);
+	while (g_hash_table_iter_next(&iter, &value, NULL))
+		control_free(value);
+	g_hash_table_destroy(server->controls);
+	g_ptr_array_free(server->doomed, TRUE);
+	if (server->listen_fd >= 0) {
+		unlink_if_ours(server->socket_path, &server->socket_stat);
+		close(server->listen_fd);
+	}
+	if (server->control_fd >= 0) {
+		unlink_if_ours(server->control_path, &server->control_stat);
+		close(server->control_fd);
+	}
+	if (server->shm_name)
+		shm_unlink(server->shm_name);
+	if (server->shm_file)
+		unlink(server->shm_file);
+	fdref_unref(server->shm);
+	if (server->epoll_fd >= 0)
+		close(server->epoll_fd);
+	if (server->timer_fd >= 0)
+		close(server->timer_fd);
+	if (server->reserve_fd >= 0)
+		close(server->reserve_fd);
+	g_free(server->socket_path);
+	g_free(server->control_path);
+	g_free(server->shm_desc);
+	g_free(server->shm_name);
+	g_free(server->shm_file);
+	g_free(server);
+}
+
+guint server_peer_count(const struct server *server)
+{
+	return g_hash_table_size(server->clients);
+}
+
+static gint compare_guint(gconstpointer a, gconstpointer b)
+{
+	guint x = *(const guint *)a, y = *(const guint *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+GArray *server_peer_ids(const struct server *server)
+{
+	GArray *ids = g_array_new(FALSE, FALSE, sizeof(guint));
+	GHashTableIter iter;
+	gpointer key;
+
+	g_hash_table_iter_init(&iter, server->clients);
+	while (g_hash_table_iter_next(&iter, &key, NULL)) {
+		guint id = GPOINTER_TO_UINT(key);
+
+		g_array_append_val(ids, id);
+	}
+	g_array_sort(ids, compare_guint);
+	return ids;
+}
+
+guint server_open_fds(const struct server *server)
+{
+	guint count = 6; /* epoll, timer, reserve, shm, listen, control */
+	GHashTableIter iter;
+	gpointer value;
+
+	g_hash_table_iter_init(&iter, server->clients);
+	while (g_hash_table_iter_next(&iter, NULL, &value))
+		count += 1 + ((struct client *)value)->nvectors;
+	return count + g_hash_table_size(server->controls);
+}
+
+/* ---- clients of the control socket: query, spawn, stop ---- */
+
+void server_info_clear(struct server_info *info)
+{
+	g_free(info->shm);
+	g_free(info->socket_path);
+	if (info->peer_ids)
+		g_array_unref(info->peer_ids);
+	memset(info, 0, sizeof(*info));
+}
+
+char *server_control_path(const char *socket_path)
+{
+	return g_strconcat(socket_path, ".ctl", NULL);
+}
+
+static gboolean parse_uint(const char *text, guint64 max, guint64 *value)
+{
+	return g_ascii_string_to_unsigned(text, 10, 0, max, value, NULL);
+}
+
+static gboolean parse_report(const char *path, const char *text, struct server_info *info,
+			     GError **error)
+{
+	g_auto(GStrv) lines = g_strsplit(text, "\n", -1);
+	gboolean ended = FALSE;
+	guint64 value;
+
+	if (!g_str_has_prefix(text, "ivlab-server 1\n"))
+		return fail(error, "%s: not an ivlab server control socket", path);
+	info->peer_ids = g_array_new(FALSE, FALSE, sizeof(guint));
+	for (guint i = 1; lines[i]; i++) {
+		const char *line = lines[i];
+		const char *space = strchr(line, ' ');
+		g_autofree char *key = space ? g_strndup(line, space - line) : g_strdup(line);
+		const char *arg = space ? space + 1 : "";
+		gboolean ok = TRUE;
+
+		if (strcmp(key, "end") == 0) {
+			ended = TRUE;
+			break;
+		} else if (strcmp(key, "pid") == 0) {
+			ok = parse_uint(arg, G_MAXINT32, &value);
+			info->pid = (pid_t)value;
+		} else if (strcmp(key, "socket") == 0) {
+			info->socket_path = g_strdup(arg);
+		} else if (strcmp(key, "size") == 0) {
+			ok = parse_uint(arg, G_MAXUINT64, &info->size);
+		} else if (strcmp(key, "vectors") == 0) {
+			ok = parse_uint(arg, SERVER_VECTORS_MAX, &value);
+			info->vectors = (guint)value;
+		} else if (strcmp(key, "shm") == 0) {
+			info->shm = g_strdup(arg);
+		} else if (strcmp(key, "max-peers") == 0) {
+			ok = parse_uint(arg, SERVER_PEERS_LIMIT, &value);
+			info->max_peers = (guint)value;
+		} else if (strcmp(key, "peers") == 0) {
+			g_auto(GStrv) ids = g_strsplit(arg, " ", -1);
+
+			for (guint j = 0; ids[j] && ok; j++) {
+				guint id;
+
+				if (!*ids[j])
+					continue;
+				ok = parse_uint(ids[j], SERVER_PEER_ID_MAX, &value);
+				id = (guint)value;
+				g_array_append_val(info->peer_ids, id);
+			}
+		} /* unknown keys: from a newer server, ignored */
+		if (!ok)
+			return fail(error, "%s: bad line in the server's report: %s", path, line);
+	}
+	if (!ended || !info->vectors || !info->size)
+		return fail(error, "%s: truncated report from the server", path);
+	return TRUE;
+}
+
+gboolean server_query(const char *socket_path, struct server_info *info, GError **error)
+{
+	g_autofree char *path = server_control_path(socket_path);
+	struct sockaddr_un addr = { .sun_family = AF_UNIX };
+	g_autoptr(GString) text = g_string_new(NULL);
+	gint64 deadline = g_get_monotonic_time() + 5 * G_USEC_PER_SEC;
+	int fd;
+
+	memset(info, 0, sizeof(*info));
+	if (strlen(path) >= sizeof(addr.sun_path))
+		return fail(error, "%s: path too long for a UNIX socket", path);
+	g_strlcpy(addr.sun_path, path, sizeof(addr.sun_path));
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return set_errno_error(error, "socket");
+	if (connect(fd, (struct sockaddr *)&addr, sizeof(addr)) < 0) {
+		int saved = errno;
+
+		close(fd);
+		if (saved == ENOENT || saved == ECONNREFUSED)
+			return fail(error, "%s: no ivlab server is running there (%s)", socket_path,
+				    g_strerror(saved));
+		errno = saved;
+		return set_errno_error(error, "%s: connect", path);
+	}
+	for (;;) {
+		char buf[4096];
+		struct timeval tv;
+		gint64 left = deadline - g_get_monotonic_time();
+		ssize_t n;
+
+		if (left <= 0) {
+			close(fd);
+			return fail(error, "%s: the server did not answer within 5 s", path);
+		}
+		tv.tv_sec = left / G_USEC_PER_SEC;
+		tv.tv_usec = left % G_USEC_PER_SEC;
+		setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+		n = recv(fd, buf, sizeof(buf), 0);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
+			set_errno_error(error, "%s: recv", path);
+			close(fd);
+			return FALSE;
+		}
+		if (n == 0)
+			break;
+		if (n > 0)
+			g_string_append_len(text, buf, n);
+	}
+	close(fd);
+	if (!parse_report(path, text->str, info, error)) {
+		server_info_clear(info);
+		return FALSE;
+	}
+	return TRUE;
+}
+
+char **server_daemon_argv(const char *ivlab_binary, const struct server_options *opts)
+{
+	GPtrArray *argv = g_ptr_array_new();
+
+	g_ptr_array_add(argv, g_strdup(ivlab_binary));
+	g_ptr_array_add(argv, g_strdup("server"));
+	g_ptr_array_add(argv, g_strdup("--daemon"));
+	g_ptr_array_add(argv, g_strdup_printf("--socket=%s", opts->socket_path));
+	g_ptr_array_add(argv, g_strdup_printf("--size=%" G_GUINT64_FORMAT, opts->size));
+	g_ptr_array_add(argv, g_strdup_printf("--vectors=%u", opts->vectors));
+	if (opts->shm_kind == SERVER_SHM_POSIX)
+		g_ptr_array_add(argv, g_strdup_printf("--shm-name=%s", opts->shm_name));
+	else if (opts->shm_kind == SERVER_SHM_FILE)
+		g_ptr_array_add(argv, g_strdup_printf("--shm-dir=%s", opts->shm_dir));
+	if (opts->max_peers)
+		g_ptr_array_add(argv, g_strdup_printf("--max-peers=%u", opts->max_peers));
+	if (opts->socket_mode >= 0)
+		g_ptr_array_add(argv, g_strdup_printf("--socket-mode=%04o", opts->socket_mode));
+	if (opts->socket_group)
+		g_ptr_array_add(argv, g_strdup_printf("--socket-group=%s", opts->socket_group));
+	if (opts->stall_ms)
+		g_ptr_array_add(argv, g_strdup_printf("--stall-timeout=%d", opts->stall_ms));
+	if (opts->pidfile)
+		g_ptr_array_add(argv, g_strdup_printf("--pidfile=%s", opts->pidfile));
+	if (opts->log_file)
+		g_ptr_array_add(argv, g_strdup_printf("--log-file=%s", opts->log_file));
+	g_ptr_array_add(argv, NULL);
+	return (char **)g_ptr_array_free(argv, FALSE);
+}
+
+gboolean server_spawn_daemon(const char *ivlab_binary, const struct server_options *opts,
+			     GError **error)
+{
+	g_auto(GStrv) argv = server_daemon_argv(ivlab_binary, opts);
+	g_autofree char *err_text = NULL;
+	g_autoptr(GError) spawn_error = NULL;
+	int status;
+
+	if (!g_spawn_sync(NULL, argv, NULL, G_SPAWN_STDOUT_TO_DEV_NULL, NULL, NULL, NULL, &err_text,
+			  &status, &spawn_error))
+		return fail(error, "ivlab server: %s", spawn_error->message);
+	if (!g_spawn_check_wait_status(status, NULL)) {
+		g_strstrip(err_text);
+		/* The daemon's message is "ivlab: what: detail"; keep the detail. */
+		const char *text = g_str_has_prefix(err_text, "ivlab: ") ? err_text + 7 : err_text;
+		return fail(error, "ivlab server: %s", *text ? text : "failed without a message");
+	}
+	return TRUE;
+}
+
+/* Alive and not a zombie nobody reaps. */
+static gboolean process_alive(pid_t pid)
+{
+	g_autofree char *path = g_strdup_printf("/proc/%ld/stat", (long)pid);
+	g_autofree char *text = NULL;
+	const char *paren;
+
+	if (kill(pid, 0) < 0 && errno == ESRCH)
+		return FALSE;
+	if (!g_file_get_contents(path, &text, NULL, NULL))
+		return FALSE;
+	paren = strrchr(text, ')');
+	return !(paren && paren[1] == ' ' && (paren[2] == 'Z' || paren[2] == 'X'));
+}
+
+gboolean server_stop_daemon(const char *socket_path, int timeout_ms, GError **error)
+{
+	struct server_info info;
+	g_autoptr(GError) query_error = NULL;
+	g_autofree char *control = server_control_path(socket_path);
+	gint64 deadline = g_get_monotonic_time() + timeout_ms * (gint64)1000;
+	pid_t pid;
+
+	if (!server_query(socket_path, &info, &query_error)) {
+		struct stat st;
+
+		/* Nobody serves: clear what a crashed server left. */
+		if (lstat(socket_path, &st) == 0 && S_ISSOCK(st.st_mode) &&
+		    g_str_has_prefix(query_error->message, socket_path))
+			unlink(socket_path);
+		if (lstat(control, &st) == 0 && S_ISSOCK(st.st_mode))
+			unlink(control);
+		if (lstat(socket_path, &st) == 0)
+			return fail(error, "%s: %s", socket_path, query_error->message);
+		return TRUE;
+	}
+	pid = info.pid;
+	server_info_clear(&info);
+	if (pid <= 1 || kill(pid, SIGTERM) < 0)
+		return set_errno_error(error, "%s: cannot signal server pid %ld", socket_path, (long)pid);
+	while (g_file_test(socket_path, G_FILE_TEST_EXISTS) || process_alive(pid)) {
+		if (g_get_monotonic_time() >= deadline)
+			return fail(error, "%s: server pid %ld did not stop within %d ms", socket_path,
+				    (long)pid, timeout_ms);
+		g_usleep(10000);
+	}
+	return TRUE;
+}
