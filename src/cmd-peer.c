@@ -51,7 +51,9 @@ static void print_peers(struct peer *peer)
 {
 	g_autoptr(GArray) ids = peer_list(peer);
 
-	printf("self %d: %u vectors\n", peer_id(peer), peer_vectors(peer));
+	g_autofree char *size = ivlab_format_size(peer_size(peer));
+
+	printf("self %d: %u vectors, %s shared\n", peer_id(peer), peer_vectors(peer), size);
 	for (guint i = 0; i < ids->len; i++) {
 		guint id = g_array_index(ids, guint, i);
 
