@@ -6,16 +6,26 @@
 
 #include "ivlab.h"
 
+extern const struct ivlab_cmd cmd_console_entry;
+extern const struct ivlab_cmd cmd_down_entry;
 extern const struct ivlab_cmd cmd_help_entry;
 extern const struct ivlab_cmd cmd_peer_entry;
 extern const struct ivlab_cmd cmd_server_entry;
+extern const struct ivlab_cmd cmd_status_entry;
+extern const struct ivlab_cmd cmd_test_entry;
+extern const struct ivlab_cmd cmd_up_entry;
 extern const struct ivlab_cmd cmd_xml_entry;
 
 /* Keep sorted by name: `ivlab help` lists them in this order. */
 static const struct ivlab_cmd *const commands[] = {
+	&cmd_console_entry,
+	&cmd_down_entry,
 	&cmd_help_entry,
 	&cmd_peer_entry,
 	&cmd_server_entry,
+	&cmd_status_entry,
+	&cmd_test_entry,
+	&cmd_up_entry,
 	&cmd_xml_entry,
 };
 

@@ -137,6 +137,11 @@ struct virt_meta *virt_domain_meta(virDomainPtr dom)
 	return meta;
 }
 
+void virt_domain_unref(gpointer dom)
+{
+	virDomainFree(dom);
+}
+
 static gint compare_domains(gconstpointer a, gconstpointer b)
 {
 	virDomainPtr da = *(virDomainPtr *)a, db = *(virDomainPtr *)b;
@@ -153,7 +158,7 @@ GPtrArray *virt_lab_domains(virConnectPtr conn, const char *lab_name, GError **e
 
 	if (count < 0)
 		return virt_error(error, "libvirt: cannot list domains"), NULL;
-	found = g_ptr_array_new_with_free_func((GDestroyNotify)virDomainFree);
+	found = g_ptr_array_new_with_free_func(virt_domain_unref);
 	for (int i = 0; i < count; i++) {
 		g_autoptr(virt_meta) meta = NULL;
 

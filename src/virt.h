@@ -6,6 +6,7 @@
 
 #include <glib.h>
 #include <libvirt/libvirt.h>
+#include <libvirt/virterror.h>
 
 #include "lab.h"
 
@@ -28,9 +29,12 @@ struct virt_meta {
 	char *xml;   /* the whole <ivlab:lab> element, for comparisons */
 };
 void virt_meta_free(struct virt_meta *meta);
-G_DEFINE_AUTOPTR_CLEANUP_FUNC(virt_meta, virt_meta_free)
 typedef struct virt_meta virt_meta;
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(virt_meta, virt_meta_free)
 struct virt_meta *virt_domain_meta(virDomainPtr dom);
+
+/* virDomainFree as a GDestroyNotify. */
+void virt_domain_unref(gpointer dom);
 
 /* The domains of lab lab_name: named "LAB-*" AND carrying ivlab metadata of
  * that lab (nothing else is ever touched). virDomainPtr, sorted by name. */

@@ -1,0 +1,168 @@
+/* cmd-console.c: `ivlab console GUEST`: the guest's serial console through
+ * libvirt in a raw terminal; Ctrl-] leaves. */
+#include "config.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <string.h>
+#include <termios.h>
+#include <unistd.h>
+
+#include "ivlab.h"
+#include "lab.h"
+#include "virt.h"
+
+extern const struct ivlab_cmd cmd_console_entry;
+
+#define ESCAPE_CHAR 0x1d /* Ctrl-] */
+
+static gboolean force;
+
+static const GOptionEntry entries[] = {
+	{ "force", 0, 0, G_OPTION_ARG_NONE, &force,
+	  "take the console over from another client", NULL },
+	{ NULL }
+};
+
+static gboolean write_all(int fd, const char *data, gsize length)
+{
+	while (length) {
+		ssize_t done = write(fd, data, length);
+
+		if (done < 0 && errno == EINTR)
+			continue;
+		if (done <= 0)
+			return FALSE;
+		data += done;
+		length -= done;
+	}
+	return TRUE;
+}
+
+/* Pump stdin to the console and the console to stdout until Ctrl-] on
+ * stdin, EOF from either side. */
+static gboolean pump(int console_fd, gboolean tty, const char **why)
+{
+	struct pollfd fds[2] = {
+		{ .fd = STDIN_FILENO, .events = POLLIN },
+		{ .fd = console_fd, .events = POLLIN },
+	};
+	char buffer[4096];
+
+	for (;;) {
+		if (poll(fds, 2, -1) < 0) {
+			if (errno == EINTR)
+				continue;
+			*why = g_strerror(errno);
+			return FALSE;
+		}
+		if (fds[1].revents) {
+			ssize_t got = read(console_fd, buffer, sizeof(buffer));
+
+			if (got <= 0) {
+				*why = "the console closed (the guest stopped?)";
+				return TRUE;
+			}
+			write_all(STDOUT_FILENO, buffer, got);
+		}
+		if (fds[0].revents) {
+			ssize_t got = read(STDIN_FILENO, buffer, sizeof(buffer));
+			char *escape;
+
+			if (got <= 0) {
+				*why = "end of input";
+				return TRUE;
+			}
+			escape = memchr(buffer, ESCAPE_CHAR, got);
+			if (escape) {
+				write_all(console_fd, buffer, escape - buffer);
+				*why = NULL;
+				return TRUE;
+			}
+			if (!write_all(console_fd, buffer, got)) {
+				*why = "the console closed (the guest stopped?)";
+				return TRUE;
+			}
+		}
+	}
+	(void)tty;
+}
+
+static gboolean cmd_console_exec(struct ivlab_ctx *ctx, int argc, char **argv, GError **error)
+{
+	g_autofree char *path = NULL;
+	g_autoptr(Lab) lab = NULL;
+	g_autoptr(virConnect) conn = NULL;
+	g_autoptr(virDomain) dom = NULL;
+	g_autoptr(VirtLink) link = NULL;
+	struct lab_guest *guest;
+	struct termios saved, raw;
+	gboolean tty = isatty(STDIN_FILENO);
+	const char *why = NULL;
+	gboolean ok;
+
+	if (!cmd_parse(&cmd_console_entry, entries, &argc, &argv, error))
+		return FALSE;
+	if (argc != 2)
+		return cmd_usage_error(error, &cmd_console_entry, "name one guest");
+	path = lab_resolve_path(ctx->lab_path);
+	lab = lab_load(path, error);
+	if (!lab)
+		return FALSE;
+	guest = lab_find_guest(lab, argv[1]);
+	if (!guest) {
+		g_set_error(error, IVLAB_ERROR, IVLAB_ERROR_FAILED, "%s: the lab '%s' has no guest '%s'",
+			    path, lab->name, argv[1]);
+		return FALSE;
+	}
+	conn = virt_connect(ctx->uri, error);
+	if (!conn)
+		return FALSE;
+	dom = virt_lab_domain(conn, lab, guest, error);
+	if (!dom) {
+		if (error && !*error)
+			g_set_error(error, IVLAB_ERROR, IVLAB_ERROR_FAILED,
+				    "guest %s is not defined (the lab '%s' is not up; 'ivlab up' "
+				    "starts it)", guest->name, lab->name);
+		return FALSE;
+	}
+	if (!virt_is_running(dom)) {
+		g_set_error(error, IVLAB_ERROR, IVLAB_ERROR_FAILED,
+			    "guest %s (%s) is not running (state: %s); 'ivlab up' starts it",
+			    guest->name, virDomainGetName(dom), virt_state_name(virt_state(dom)));
+		return FALSE;
+	}
+	link = virt_open_console(dom, force, error);
+	if (!link)
+		return FALSE;
+	fprintf(stderr, "Connected to %s (%s). Escape character is ^]\r\n", guest->name,
+		virDomainGetName(dom));
+	if (tty && tcgetattr(STDIN_FILENO, &saved) == 0) {
+		raw = saved;
+		cfmakeraw(&raw);
+		tcsetattr(STDIN_FILENO, TCSAFLUSH, &raw);
+	} else {
+		tty = FALSE;
+	}
+	ok = pump(virt_link_fd(link), tty, &why);
+	if (tty)
+		tcsetattr(STDIN_FILENO, TCSAFLUSH, &saved);
+	fprintf(stderr, "\n");
+	if (!ok) {
+		g_set_error(error, IVLAB_ERROR, IVLAB_ERROR_FAILED, "%s: console: %s", guest->name, why);
+		return FALSE;
+	}
+	if (why)
+		ivlab_info("%s: %s", guest->name, why);
+	return TRUE;
+}
+
+const struct ivlab_cmd cmd_console_entry = {
+	.name = "console",
+	.usage = "[--force] GUEST",
+	.summary = "attach to a guest's serial console (escape: Ctrl-])",
+	.description =
+		"The guest's console offers a shell with the ivlab module loaded: look at\n"
+		"/dev/ivlab*, /sys/bus/pci/drivers/ivlab and dmesg. Ctrl-] detaches.",
+	.exec = cmd_console_exec,
+};

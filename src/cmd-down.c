@@ -1,0 +1,62 @@
+/* cmd-down.c: `ivlab down`: destroy and undefine the lab's guests, stop its
+ * servers, remove its sockets, pidfiles and shm objects. */
+#include "config.h"
+
+#include "ivlab.h"
+#include "lab.h"
+#include "labrun.h"
+#include "virt.h"
+
+extern const struct ivlab_cmd cmd_down_entry;
+
+static gboolean keep;
+
+static const GOptionEntry entries[] = {
+	{ "keep", 'k', 0, G_OPTION_ARG_NONE, &keep,
+	  "leave the domains defined and shut off for inspection", NULL },
+	{ NULL }
+};
+
+static gboolean cmd_down_exec(struct ivlab_ctx *ctx, int argc, char **argv, GError **error)
+{
+	g_autoptr(Lab) lab = NULL;
+	g_autoptr(virConnect) conn = NULL;
+	g_autofree char *lab_name = NULL;
+
+	if (!cmd_parse(&cmd_down_entry, entries, &argc, &argv, error))
+		return FALSE;
+	if (argc > 2)
+		return cmd_usage_error(error, &cmd_down_entry, "unexpected argument '%s'", argv[2]);
+	if (argc == 2) {
+		/* By name: for a lab whose file is gone or changed. */
+		if (!ivlab_name_is_safe(argv[1]))
+			return cmd_usage_error(error, &cmd_down_entry, "'%s' is not a lab name", argv[1]);
+		lab_name = g_strdup(argv[1]);
+	} else {
+		g_autofree char *path = lab_resolve_path(ctx->lab_path);
+
+		lab = lab_load(path, error);
+		if (!lab)
+			return FALSE;
+		lab_name = g_strdup(lab->name);
+	}
+	conn = virt_connect(ctx->uri, error);
+	if (!conn)
+		return FALSE;
+	if (!labrun_teardown(conn, lab_name, lab, keep, error))
+		return FALSE;
+	ivlab_info("lab '%s' is down%s", lab_name, keep ? " (domains kept, shut off)" : "");
+	return TRUE;
+}
+
+const struct ivlab_cmd cmd_down_entry = {
+	.name = "down",
+	.usage = "[--keep] [LAB-NAME]",
+	.summary = "stop and remove everything the lab created",
+	.description =
+		"Destroys and undefines the lab's guests (domains named LAB-* that carry the lab's\n"
+		"ivlab metadata, nothing else), stops its ivshmem servers and removes their sockets,\n"
+		"pidfiles and the lab's shm objects. Safe to run again. With LAB-NAME, works\n"
+		"without the lab file.",
+	.exec = cmd_down_exec,
+};

@@ -1,0 +1,93 @@
+/* cmd-test.c: `ivlab test`: run the validation suite on the running lab and
+ * report as a table, TAP or JUnit XML. */
+#include "config.h"
+
+#include <stdio.h>
+#include <unistd.h>
+
+#include "ivlab.h"
+#include "lab.h"
+#include "labtest.h"
+#include "report.h"
+#include "virt.h"
+
+extern const struct ivlab_cmd cmd_test_entry;
+
+static gboolean tap;
+static char *junit;
+static char *filter;
+static int timeout_seconds = 120;
+static gboolean no_restart;
+
+static const GOptionEntry entries[] = {
+	{ "tap", 0, 0, G_OPTION_ARG_NONE, &tap, "print TAP on stdout", NULL },
+	{ "junit", 0, 0, G_OPTION_ARG_FILENAME, &junit, "also write JUnit XML to FILE", "FILE" },
+	{ "filter", 'F', 0, G_OPTION_ARG_STRING, &filter,
+	  "run only the checks whose name matches GLOB (e.g. 'doorbell/*')", "GLOB" },
+	{ "timeout", 't', 0, G_OPTION_ARG_INT, &timeout_seconds,
+	  "seconds one agent request may take (default 120)", "SECONDS" },
+	{ "no-restart", 0, 0, G_OPTION_ARG_NONE, &no_restart,
+	  "skip the check that restarts a guest", NULL },
+	{ NULL }
+};
+
+static gboolean cmd_test_exec(struct ivlab_ctx *ctx, int argc, char **argv, GError **error)
+{
+	g_autofree char *path = NULL;
+	g_autoptr(Lab) lab = NULL;
+	g_autoptr(virConnect) conn = NULL;
+	g_autoptr(Report) report = NULL;
+	struct labtest_options opts = { 0 };
+	guint failed;
+
+	if (!cmd_parse(&cmd_test_entry, entries, &argc, &argv, error))
+		return FALSE;
+	if (argc > 1)
+		return cmd_usage_error(error, &cmd_test_entry, "unexpected argument '%s'", argv[1]);
+	if (timeout_seconds <= 0)
+		return cmd_usage_error(error, &cmd_test_entry, "--timeout must be positive");
+	path = lab_resolve_path(ctx->lab_path);
+	lab = lab_load(path, error);
+	if (!lab)
+		return FALSE;
+	conn = virt_connect(ctx->uri, error);
+	if (!conn)
+		return FALSE;
+	report = report_new(lab->name);
+	opts.filter = filter;
+	opts.timeout_ms = timeout_seconds * 1000;
+	opts.restart = !no_restart;
+	opts.stream = !tap && isatty(STDOUT_FILENO);
+	if (!labtest_run(conn, lab, &opts, report, error))
+		return FALSE;
+	if (tap)
+		report_print_tap(report, stdout);
+	else
+		report_print_table(report, stdout);
+	if (junit && !report_write_junit(report, junit, error))
+		return FALSE;
+	failed = report_count(report, REPORT_FAIL);
+	if (report_len(report) == 0) {
+		g_set_error(error, IVLAB_ERROR, IVLAB_ERROR_FAILED,
+			    "no check matches the filter '%s'", filter ? filter : "*");
+		return FALSE;
+	}
+	if (failed) {
+		g_set_error(error, IVLAB_ERROR, IVLAB_ERROR_FAILED,
+			    "lab '%s': %u of %u checks failed", lab->name, failed, report_len(report));
+		return FALSE;
+	}
+	return TRUE;
+}
+
+const struct ivlab_cmd cmd_test_entry = {
+	.name = "test",
+	.usage = "[--tap] [--junit FILE] [--filter GLOB] [--timeout SECONDS] [--no-restart]",
+	.summary = "run the cross-VM validation suite on the running lab",
+	.description =
+		"Through the guests' agents and the host as an ivshmem peer: regions and sizes,\n"
+		"IVPositions, seeded patterns in both directions, concurrent slices, atomic\n"
+		"increments, unaligned copies, doorbells on every vector between every pair, and\n"
+		"a guest restart. Exits 0 only when every check passed.",
+	.exec = cmd_test_exec,
+};

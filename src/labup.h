@@ -1,0 +1,30 @@
+/* labup.h: the steps of bringing a lab's guests up, shared by `up` and by
+ * the restart check of `test`: images, define, start in parallel with the
+ * console captured, and wait for each agent's hello. */
+#ifndef IVLAB_LABUP_H
+#define IVLAB_LABUP_H
+
+#include <glib.h>
+
+#include "agentlink.h"
+#include "lab.h"
+#include "labrun.h"
+#include "virt.h"
+
+/* Build or reuse $state/images/ARCH for every arch of the lab. */
+gboolean labup_ensure_images(const struct lab *lab, GError **error);
+/* No shm object of the lab's regions exists that the lab did not make. */
+gboolean labup_check_shm_free(const struct lab *lab, struct labrun *run, GError **error);
+
+/* Define the guests not yet defined (recording them in run), start every
+ * guest not running, all at once, and wait until each agent says hello. A
+ * guest that does not is named with the tail of its console. */
+gboolean labup_define_and_start(virConnectPtr conn, const struct lab *lab, struct labrun *run,
+				GHashTable *wanted_xml, int timeout_seconds, GError **error);
+
+/* Start (when start) one domain, capture its console, wait for hello; the
+ * agent link stays open for the caller. */
+struct agent_link *labup_boot_guest(virDomainPtr dom, const char *name, gboolean start,
+				    int timeout_ms, GError **error);
+
+#endif

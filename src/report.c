@@ -1,0 +1,184 @@
+/* report.c: collect check results and print them as a table, TAP or JUnit
+ * XML (written with libxml2). */
+#include "config.h"
+
+#include <string.h>
+#include <libxml/tree.h>
+
+#include "ivlab.h"
+#include "report.h"
+
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(xmlDoc, xmlFreeDoc)
+
+struct report {
+	char *suite;
+	GPtrArray *cases; /* struct report_case * */
+	gint64 started;
+};
+
+static void case_free(gpointer data)
+{
+	struct report_case *item = data;
+
+	g_free(item->name);
+	g_free(item->reason);
+	g_free(item);
+}
+
+struct report *report_new(const char *suite)
+{
+	struct report *report = g_new0(struct report, 1);
+
+	report->suite = g_strdup(suite);
+	report->cases = g_ptr_array_new_with_free_func(case_free);
+	report->started = g_get_monotonic_time();
+	return report;
+}
+
+void report_free(struct report *report)
+{
+	if (!report)
+		return;
+	g_ptr_array_unref(report->cases);
+	g_free(report->suite);
+	g_free(report);
+}
+
+void report_add(struct report *report, const char *name, enum report_status status,
+		double seconds, const char *reason_fmt, ...)
+{
+	struct report_case *item = g_new0(struct report_case, 1);
+	va_list ap;
+
+	item->name = g_strdup(name);
+	item->status = status;
+	item->seconds = seconds;
+	va_start(ap, reason_fmt);
+	item->reason = g_strdup_vprintf(reason_fmt, ap);
+	va_end(ap);
+	/* One line each: TAP and the table need it. */
+	g_strdelimit(item->reason, "\r\n", ' ');
+	g_ptr_array_add(report->cases, item);
+}
+
+guint report_count(const struct report *report, enum report_status status)
+{
+	guint count = 0;
+
+	for (guint i = 0; i < report->cases->len; i++)
+		if (((struct report_case *)g_ptr_array_index(report->cases, i))->status == status)
+			count++;
+	return count;
+}
+
+guint report_len(const struct report *report)
+{
+	return report->cases->len;
+}
+
+const struct report_case *report_get(const struct report *report, guint index)
+{
+	return g_ptr_array_index(report->cases, index);
+}
+
+static const char *status_word(enum report_status status)
+{
+	switch (status) {
+	case REPORT_PASS: return "pass";
+	case REPORT_FAIL: return "FAIL";
+	default: return "skip";
+	}
+}
+
+void report_print_case_line(const struct report_case *item, FILE *out)
+{
+	fprintf(out, "%-4s  %-44s %6.2fs  %s\n", status_word(item->status), item->name,
+		item->seconds, item->reason);
+}
+
+void report_print_table(const struct report *report, FILE *out)
+{
+	gsize width = 5;
+
+	for (guint i = 0; i < report->cases->len; i++)
+		width = MAX(width, strlen(((struct report_case *)g_ptr_array_index(report->cases, i))->name));
+	fprintf(out, "%-6s%-*s  %7s  %s\n", "", (int)width, "CHECK", "TIME", "RESULT");
+	for (guint i = 0; i < report->cases->len; i++) {
+		const struct report_case *item = g_ptr_array_index(report->cases, i);
+
+		fprintf(out, "%-4s  %-*s  %6.2fs  %s\n", status_word(item->status), (int)width,
+			item->name, item->seconds, item->reason);
+	}
+	fprintf(out, "%u checks: %u passed, %u failed, %u skipped (%.1f s)\n",
+		report->cases->len, report_count(report, REPORT_PASS),
+		report_count(report, REPORT_FAIL), report_count(report, REPORT_SKIP),
+		(g_get_monotonic_time() - report->started) / 1e6);
+}
+
+void report_print_tap(const struct report *report, FILE *out)
+{
+	fprintf(out, "TAP version 13\n1..%u\n", report->cases->len);
+	for (guint i = 0; i < report->cases->len; i++) {
+		const struct report_case *item = g_ptr_array_index(report->cases, i);
+
+		if (item->status == REPORT_SKIP)
+			fprintf(out, "ok %u - %s # SKIP %s\n", i + 1, item->name, item->reason);
+		else
+			fprintf(out, "%s %u - %s%s%s\n", item->status == REPORT_PASS ? "ok" : "not ok",
+				i + 1, item->name, *item->reason ? ": " : "", item->reason);
+	}
+}
+
+gboolean report_write_junit(const struct report *report, const char *path, GError **error)
+{
+	g_autoptr(xmlDoc) doc = xmlNewDoc((const xmlChar *)"1.0");
+	xmlNode *suites = xmlNewNode(NULL, (const xmlChar *)"testsuites");
+	xmlNode *suite;
+	double total = 0;
+	char number[64];
+
+	xmlDocSetRootElement(doc, suites);
+	suite = xmlNewChild(suites, NULL, (const xmlChar *)"testsuite", NULL);
+	xmlNewProp(suite, (const xmlChar *)"name", (const xmlChar *)report->suite);
+	g_snprintf(number, sizeof(number), "%u", report->cases->len);
+	xmlNewProp(suite, (const xmlChar *)"tests", (const xmlChar *)number);
+	g_snprintf(number, sizeof(number), "%u", report_count(report, REPORT_FAIL));
+	xmlNewProp(suite, (const xmlChar *)"failures", (const xmlChar *)number);
+	xmlNewProp(suite, (const xmlChar *)"errors", (const xmlChar *)"0");
+	g_snprintf(number, sizeof(number), "%u", report_count(report, REPORT_SKIP));
+	xmlNewProp(suite, (const xmlChar *)"skipped", (const xmlChar *)number);
+	for (guint i = 0; i < report->cases->len; i++) {
+		const struct report_case *item = g_ptr_array_index(report->cases, i);
+		xmlNode *testcase = xmlNewChild(suite, NULL, (const xmlChar *)"testcase", NULL);
+		const char *slash = strchr(item->name, '/');
+		g_autofree char *classname = slash ? g_strndup(item->name, slash - item->name)
+						   : g_strdup(item->name);
+
+		total += item->seconds;
+		xmlNewProp(testcase, (const xmlChar *)"classname", (const xmlChar *)classname);
+		xmlNewProp(testcase, (const xmlChar *)"name", (const xmlChar *)item->name);
+		g_ascii_formatd(number, sizeof(number), "%.3f", item->seconds);
+		xmlNewProp(testcase, (const xmlChar *)"time", (const xmlChar *)number);
+		if (item->status == REPORT_FAIL) {
+			xmlNode *failure = xmlNewTextChild(testcase, NULL, (const xmlChar *)"failure",
+							   (const xmlChar *)item->reason);
+
+			xmlNewProp(failure, (const xmlChar *)"message", (const xmlChar *)item->reason);
+		} else if (item->status == REPORT_SKIP) {
+			xmlNode *skipped = xmlNewChild(testcase, NULL, (const xmlChar *)"skipped", NULL);
+
+			xmlNewProp(skipped, (const xmlChar *)"message", (const xmlChar *)item->reason);
+		} else if (*item->reason) {
+			xmlNewTextChild(testcase, NULL, (const xmlChar *)"system-out",
+					(const xmlChar *)item->reason);
+		}
+	}
+	g_ascii_formatd(number, sizeof(number), "%.3f", total);
+	xmlNewProp(suite, (const xmlChar *)"time", (const xmlChar *)number);
+	if (xmlSaveFormatFileEnc(path, doc, "UTF-8", 1) < 0) {
+		g_set_error(error, IVLAB_ERROR, IVLAB_ERROR_FAILED, "%s: cannot write the JUnit report",
+			    path);
+		return FALSE;
+	}
+	return TRUE;
+}

@@ -1,0 +1,41 @@
+/* report.h: results of the validation suite: a table for people, TAP and
+ * JUnit XML for CI. */
+#ifndef IVLAB_REPORT_H
+#define IVLAB_REPORT_H
+
+#include <stdio.h>
+#include <glib.h>
+
+enum report_status {
+	REPORT_PASS,
+	REPORT_FAIL,
+	REPORT_SKIP,
+};
+
+struct report_case {
+	char *name;   /* e.g. "pattern/bell/x86a->arm" */
+	enum report_status status;
+	char *reason; /* why it failed or was skipped; what it saw when it passed */
+	double seconds;
+};
+
+struct report;
+typedef struct report Report;
+
+struct report *report_new(const char *suite);
+void report_free(struct report *report);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(Report, report_free)
+
+void report_add(struct report *report, const char *name, enum report_status status,
+		double seconds, const char *reason_fmt, ...) G_GNUC_PRINTF(5, 6);
+guint report_count(const struct report *report, enum report_status status);
+guint report_len(const struct report *report);
+const struct report_case *report_get(const struct report *report, guint index);
+
+/* Each as soon as it is known, when streaming to a terminal. */
+void report_print_case_line(const struct report_case *item, FILE *out);
+void report_print_table(const struct report *report, FILE *out);
+void report_print_tap(const struct report *report, FILE *out);
+gboolean report_write_junit(const struct report *report, const char *path, GError **error);
+
+#endif
