@@ -199,8 +199,10 @@ static int ivlab_mmap(struct file *file, struct vm_area_struct *vma)
 	/*
 	 * Pages are inserted at fault time under revoke_lock, so a mapping set
 	 * up while the device goes away can never keep a stale page. The
-	 * default vm_page_prot is write-back; memremap() reserved that memory
-	 * type for BAR2 (x86 PAT), so the PTEs keep it.
+	 * default vm_page_prot is write-back (Normal memory on arm64); on x86
+	 * the PTEs take the memory type memremap() reserved for BAR2, which
+	 * the firmware's MTRRs may lower to UC- in the PCI hole: harmless
+	 * there, as x86 allows unaligned access to any memory type.
 	 */
 	vma->vm_flags |= VM_IO | VM_PFNMAP | VM_DONTEXPAND | VM_DONTDUMP;
 	vma->vm_ops = &ivlab_vm_ops;
@@ -221,7 +223,7 @@ static int ivlab_ioctl_info(struct ivlab_dev *ivdev, void __user *uarg)
 	up_read(&ivdev->revoke_lock);
 
 	info.version = IVLAB_UAPI_VERSION;
-	info.caps = IVLAB_CAP_MMAP_WB;
+	info.caps = IVLAB_CAP_MMAP_NORMAL;
 	if (ivdev->doorbell)
 		info.caps |= IVLAB_CAP_DOORBELL | IVLAB_CAP_MSIX;
 	info.size = ivdev->shm_size;

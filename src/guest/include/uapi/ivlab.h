@@ -21,7 +21,7 @@
 /* ivlab_info.caps */
 #define IVLAB_CAP_DOORBELL	(1U << 0)	/* BAR0 doorbell and IVPosition are live */
 #define IVLAB_CAP_MSIX		(1U << 1)	/* interrupts arrive on MSI-X vectors */
-#define IVLAB_CAP_MMAP_WB	(1U << 2)	/* mmap gives write-back (normal) memory */
+#define IVLAB_CAP_MMAP_NORMAL	(1U << 2)	/* mmap gives normal memory, never Device */
 
 /*
  * IVLAB_IOC_INFO: what the device is. ivposition is -1 on a plain device

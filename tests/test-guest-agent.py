@@ -1,0 +1,171 @@
+# test-guest-agent.py: the x86_64 agent's request parsing and its verbs on the
+# host, no VM: `ivlab-agent-x86_64 --stdio` with files standing in for regions.
+import importlib.util
+import os
+import subprocess
+import sys
+import tempfile
+import zlib
+
+spec = importlib.util.spec_from_file_location(
+    "guestlib", os.path.join(os.environ.get("top_srcdir", "."), "tests", "test-guest-lib.py"))
+lib = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(lib)
+
+tap = lib.Tap()
+agent_bin = os.path.join(os.environ.get("top_builddir", "."), "src", "guest", "ivlab-agent-x86_64")
+if not os.access(agent_bin, os.X_OK):
+    tap.ok(False, "agent built at " + agent_bin)
+    tap.done()
+
+selftest = subprocess.run([agent_bin, "--selftest"], capture_output=True, text=True)
+tap.ok(selftest.returncode == 0 and "not ok" not in selftest.stdout,
+       "agent --selftest (pattern, crc32, percent encoding)", selftest.stdout)
+
+scratch = tempfile.TemporaryDirectory(prefix="ivlab-test-agent.")
+SIZE = 1 << 20
+region_file = os.path.join(scratch.name, "shm")
+with open(region_file, "wb") as f:
+    f.truncate(SIZE)
+cmdline = os.path.join(scratch.name, "cmdline")
+with open(cmdline, "w") as f:
+    f.write("console=ttyS0 ivlab.lab=unit ivlab.guest=g0 ivlab.regions=ghost@1f,bad@zz,x@@1\n")
+
+proc = subprocess.Popen([agent_bin, "--stdio", "--cmdline", cmdline, "--dev-dir", scratch.name,
+                         "--region", "mem=" + region_file],
+                        stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+agent = lib.Agent(proc.stdout, proc.stdin)
+tap.ok(agent.readline(10) == "ready proto=1", "the agent announces ready proto=1")
+
+
+def host_bytes(offset, length):
+    with open(region_file, "rb") as f:
+        f.seek(offset)
+        return f.read(length)
+
+
+def expect_ok(line, desc, **fields):
+    resp = agent.request(line, 60)
+    good = resp.ok and all(resp.get(k) == str(v) for k, v in fields.items())
+    tap.ok(good, desc, "%s -> %r" % (line[:100], resp))
+    return resp
+
+
+def expect_err(line, code, desc):
+    resp = agent.request(line, 60)
+    tap.ok(not resp.ok and resp.code == code, desc, "%s -> %r" % (line[:100], resp))
+    return resp
+
+
+hello = expect_ok("hello", "hello answers proto=1 with guest, lab and regions",
+                  proto=1, guest="g0", lab="unit", regions=2)
+tap.ok(hello.get("arch") == "x86_64" and hello.get("agent"), "hello names arch and agent version",
+       repr(hello))
+expect_ok("region index=0", "a file region is described", name="mem", size=SIZE, mode="plain",
+          ivposition=-1, vectors=0)
+expect_err("region index=1", "nodev", "a cmdline region without a device is nodev")
+expect_err("region index=2", "range", "region index past the end is a range error")
+
+# the pattern: agent writes, host checks byte for byte; host writes, agent checks
+expect_ok("fill region=mem offset=13 length=70001 seed=12345", "fill at an odd offset")
+tap.ok(host_bytes(13, 70001) == lib.pattern(12345, 13, 70001), "host sees the agent's pattern")
+tap.ok(host_bytes(0, 13) == bytes(13), "fill wrote nothing before its offset")
+expect_ok("verify region=mem offset=13 length=70001 seed=12345", "verify accepts it", match=1)
+expect_ok("verify region=mem offset=1000 length=5 seed=12345", "verify of a sub-range", match=1)
+with open(region_file, "r+b") as f:
+    f.seek(4242)
+    old = f.read(1)
+    f.seek(4242)
+    f.write(bytes([old[0] ^ 0x40]))
+expect_ok("verify region=mem offset=13 length=70001 seed=12345",
+          "verify reports the first bad byte", match=0, bad_offset=4242, expected=old[0],
+          actual=old[0] ^ 0x40)
+expect_ok("checksum region=mem offset=7 length=99999",
+          "checksum is zlib's crc32", crc32="%08x" % zlib.crc32(host_bytes(7, 99999)))
+with open(region_file, "r+b") as f:
+    f.seek(SIZE - 4096)
+    f.write(lib.pattern(99, SIZE - 4096, 4096))
+expect_ok("verify region=mem offset=%d length=4096 seed=99" % (SIZE - 4096),
+          "verify of a pattern the host wrote, up to the end", match=1)
+
+expect_ok("write region=mem offset=3 hex=00ff7E", "write hex")
+expect_ok("read region=mem offset=2 length=5", "read hex back", hex=host_bytes(2, 5).hex())
+tap.ok(host_bytes(3, 3) == b"\x00\xff\x7e", "host sees the written bytes")
+for offset, length in ((1, 1), (3, 7), (5, 4097), (SIZE - 3, 3), (0, 65536)):
+    expect_ok("copytest region=mem offset=%d length=%d seed=7" % (offset, length),
+              "copytest offset=%d length=%d" % (offset, length), copies=5)
+tap.ok(host_bytes(5, 4097) == lib.pattern(7, 5, 4097), "copytest leaves its pattern in place")
+with open(region_file, "r+b") as f:
+    f.seek(64)
+    f.write((41).to_bytes(8, "little"))
+expect_ok("atomic_add region=mem offset=64 count=1000", "atomic_add", value=1041)
+tap.ok(int.from_bytes(host_bytes(64, 8), "little") == 1041, "host sees the counter")
+resp = expect_ok("bench_copy region=mem size=65536 iterations=4", "bench_copy answers")
+tap.ok(all(float(resp.get(k, "0")) > 0 for k in ("to_region_mbps", "from_region_mbps", "ram_mbps")),
+       "bench_copy gives three rates", repr(resp))
+resp = expect_ok("exec cmd=" + lib.encode("echo 'a b%'; exit 3"), "exec", status=3)
+tap.ok(lib.decode(resp.get("output", "")) == "a b%\n", "exec output is percent-encoded", repr(resp))
+
+# bad requests: an error each, and the agent carries on
+bad = [
+    ("bogus", "usage", "unknown verb"),
+    ("", "proto", "empty line"),
+    ("hello  ", "proto", "double space"),
+    (" hello", "proto", "leading space"),
+    ("hello\r", "proto", "carriage return"),
+    ("hello\x01", "proto", "control byte"),
+    ("hello \xff", "proto", "non-ASCII byte"),
+    ("hello extra=1", "usage", "unknown argument"),
+    ("fill region=mem", "usage", "missing arguments"),
+    ("fill region=mem offset=0 length=1 seed=1 seed=2", "usage", "duplicate argument"),
+    ("fill region=mem offset=-1 length=1 seed=1", "usage", "negative number"),
+    ("fill region=mem offset=0x10 length=1 seed=1", "usage", "hex where decimal is due"),
+    ("fill region=mem offset=99999999999999999999999 length=1 seed=1", "usage", "overflowing number"),
+    ("fill region=mem offset=%d length=2 seed=1" % (SIZE - 1), "range", "range past the end"),
+    ("fill region=mem offset=18446744073709551615 length=2 seed=1", "range", "offset near 2^64"),
+    ("verify region=nosuch offset=0 length=1 seed=1", "nodev", "unknown region"),
+    ("verify region=ghost offset=0 length=1 seed=1", "nodev", "region without device"),
+    ("read region=mem offset=0 length=4097", "range", "read longer than 4096"),
+    ("write region=mem offset=0 hex=abc", "usage", "odd hex digits"),
+    ("write region=mem offset=0 hex=zz", "usage", "bad hex digit"),
+    ("write region=mem offset=%d hex=0000" % (SIZE - 1), "range", "write past the end"),
+    ("atomic_add region=mem offset=4 count=1", "range", "unaligned atomic"),
+    ("ring region=mem peer=0 vector=0", "usage", "ring on a plain region"),
+    ("wait region=mem vector=0 timeout_ms=10", "usage", "wait on a plain region"),
+    ("ring region=mem peer=70000 vector=0", "range", "peer above 65535"),
+    ("wait region=mem vector=0 timeout_ms=99999999", "range", "timeout above the limit"),
+    ("pingpong region=mem peer=0 vector=0 iterations=1 timeout_ms=10 role=both", "usage", "bad role"),
+    ("bench_copy region=mem size=0 iterations=1", "range", "empty bench"),
+    ("exec cmd=%zz", "usage", "bad percent escape"),
+    ("key=value", "usage", "verb with an equals sign"),
+    ("fill =1", "usage", "empty key"),
+]
+for line, code, why in bad:
+    expect_err(line, code, "bad request (%s) gets err %s" % (why, code))
+
+agent.send("x" * 5000)
+resp = agent.response(10)
+tap.ok(not resp.ok and resp.code == "proto", "a 5000-byte line gets err proto", repr(resp))
+resp = agent.request("fill region=mem offset=0 length=1 seed=1 " + "y" * 4100, 10)
+tap.ok(not resp.ok and resp.code == "proto", "an over-long request with a valid start is refused",
+       repr(resp))
+resp = agent.request("x" * 4095, 10)
+tap.ok(not resp.ok and resp.code == "usage", "a 4095-byte line (4096 with newline) is parsed",
+       repr(resp))
+expect_ok("hello", "the agent still answers after bad input", proto=1)
+
+# pipelined requests are answered in order
+agent.send("region index=0\nchecksum region=mem offset=0 length=1\nbogus\nhello")
+answers = [agent.response(10) for _ in range(4)]
+tap.ok([a.ok for a in answers] == [True, True, False, True] and answers[0].get("name") == "mem"
+       and "crc32" in answers[1].fields and answers[3].get("proto") == "1",
+       "pipelined requests get one answer each, in order", repr(answers))
+
+proc.stdin.close()
+tap.ok(proc.wait(10) == 0, "the agent exits cleanly at the end of its input")
+
+bad_region = subprocess.run([agent_bin, "--stdio", "--region", "x=/nonexistent"],
+                            capture_output=True, text=True, stdin=subprocess.DEVNULL)
+tap.ok(bad_region.returncode == 2 and "--region" in bad_region.stderr,
+       "a bad --region is refused with a message", bad_region.stderr)
+tap.done()
