@@ -9,6 +9,7 @@
 extern const struct ivlab_cmd cmd_console_entry;
 extern const struct ivlab_cmd cmd_down_entry;
 extern const struct ivlab_cmd cmd_help_entry;
+extern const struct ivlab_cmd cmd_image_entry;
 extern const struct ivlab_cmd cmd_peer_entry;
 extern const struct ivlab_cmd cmd_server_entry;
 extern const struct ivlab_cmd cmd_status_entry;
@@ -21,6 +22,7 @@ static const struct ivlab_cmd *const commands[] = {
 	&cmd_console_entry,
 	&cmd_down_entry,
 	&cmd_help_entry,
+	&cmd_image_entry,
 	&cmd_peer_entry,
 	&cmd_server_entry,
 	&cmd_status_entry,

@@ -1,0 +1,180 @@
+/* debpkg.c: Debian package contents through libarchive: the outer ar
+ * archive is read entry by entry and its data.tar.* is fed, unpacked on
+ * the fly, to a second libarchive reader. */
+#include "config.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "debpkg.h"
+#include "ivlab.h"
+
+typedef struct archive ArchiveReader;
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(ArchiveReader, archive_read_free)
+
+struct outer_feed {
+	struct archive *outer;
+	char buf[64 * 1024];
+};
+
+static la_ssize_t feed_read(struct archive *inner, void *data, const void **buffer)
+{
+	struct outer_feed *feed = data;
+	la_ssize_t got = archive_read_data(feed->outer, feed->buf, sizeof(feed->buf));
+
+	if (got < 0)
+		archive_set_error(inner, archive_errno(feed->outer), "%s",
+				  archive_error_string(feed->outer));
+	*buffer = feed->buf;
+	return got;
+}
+
+static gboolean archive_failed(GError **error, const char *deb_path, struct archive *a)
+{
+	g_set_error(error, IVLAB_ERROR, IVLAB_ERROR_FAILED, "%s: %s", deb_path,
+		    archive_error_string(a) ? archive_error_string(a) : "unreadable archive");
+	return FALSE;
+}
+
+gboolean debpkg_foreach(const char *deb_path, debpkg_visit_fn visit, gpointer user_data,
+			GError **error)
+{
+	g_autoptr(ArchiveReader) outer = archive_read_new();
+	g_autofree struct outer_feed *feed = g_new0(struct outer_feed, 1);
+	struct archive_entry *entry;
+	gboolean found = FALSE;
+	int status;
+
+	archive_read_support_format_ar(outer);
+	if (archive_read_open_filename(outer, deb_path, 64 * 1024) != ARCHIVE_OK)
+		return archive_failed(error, deb_path, outer);
+	while ((status = archive_read_next_header(outer, &entry)) == ARCHIVE_OK) {
+		if (g_str_has_prefix(archive_entry_pathname(entry), "data.tar")) {
+			found = TRUE;
+			break;
+		}
+	}
+	if (status != ARCHIVE_OK && status != ARCHIVE_EOF)
+		return archive_failed(error, deb_path, outer);
+	if (!found) {
+		g_set_error(error, IVLAB_ERROR, IVLAB_ERROR_FAILED,
+			    "%s: not a Debian package (no data.tar member)", deb_path);
+		return FALSE;
+	}
+
+	g_autoptr(ArchiveReader) data = archive_read_new();
+	feed->outer = outer;
+	archive_read_support_filter_all(data);
+	archive_read_support_format_tar(data);
+	if (archive_read_open(data, feed, NULL, feed_read, NULL) != ARCHIVE_OK)
+		return archive_failed(error, deb_path, data);
+	while ((status = archive_read_next_header(data, &entry)) == ARCHIVE_OK) {
+		const char *path = archive_entry_pathname(entry);
+
+		while (g_str_has_prefix(path, "./"))
+			path += 2;
+		if (!*path || strcmp(path, ".") == 0)
+			continue;
+		if (!visit(data, entry, path, user_data, error))
+			return FALSE;
+	}
+	if (status != ARCHIVE_EOF)
+		return archive_failed(error, deb_path, data);
+	return TRUE;
+}
+
+GBytes *debpkg_read_member(struct archive *data, const char *deb_path, const char *path,
+			   gsize max_bytes, GError **error)
+{
+	g_autoptr(GByteArray) bytes = g_byte_array_new();
+	guint8 buf[64 * 1024];
+	la_ssize_t got;
+
+	while ((got = archive_read_data(data, buf, sizeof(buf))) > 0) {
+		if (bytes->len + (gsize)got > max_bytes) {
+			g_set_error(error, IVLAB_ERROR, IVLAB_ERROR_FAILED,
+				    "%s: %s is larger than %" G_GSIZE_FORMAT " bytes", deb_path, path,
+				    max_bytes);
+			return NULL;
+		}
+		g_byte_array_append(bytes, buf, got);
+	}
+	if (got < 0) {
+		archive_failed(error, deb_path, data);
+		return NULL;
+	}
+	return g_byte_array_free_to_bytes(g_steal_pointer(&bytes));
+}
+
+struct extract {
+	const char *deb_path;
+	const char *dest_dir;
+	debpkg_want_fn want;
+	gpointer user_data;
+	struct archive *disk;
+};
+
+static gboolean extract_one(struct archive *data, struct archive_entry *entry, const char *path,
+			    gpointer user_data, GError **error)
+{
+	struct extract *ex = user_data;
+	g_autofree char *target = NULL;
+	const char *hardlink = archive_entry_hardlink(entry);
+	const void *block;
+	size_t size;
+	la_int64_t offset;
+	int status;
+
+	if (ex->want && !ex->want(path, ex->user_data))
+		return TRUE;
+	target = g_build_filename(ex->dest_dir, path, NULL);
+	archive_entry_set_pathname(entry, target);
+	if (hardlink) {
+		while (g_str_has_prefix(hardlink, "./"))
+			hardlink += 2;
+		g_autofree char *link_target = g_build_filename(ex->dest_dir, hardlink, NULL);
+		archive_entry_set_hardlink(entry, link_target);
+	}
+	if (archive_write_header(ex->disk, entry) != ARCHIVE_OK)
+		return archive_failed(error, ex->deb_path, ex->disk);
+	while ((status = archive_read_data_block(data, &block, &size, &offset)) == ARCHIVE_OK) {
+		if (archive_write_data_block(ex->disk, block, size, offset) != ARCHIVE_OK)
+			return archive_failed(error, ex->deb_path, ex->disk);
+	}
+	if (status != ARCHIVE_EOF)
+		return archive_failed(error, ex->deb_path, data);
+	if (archive_write_finish_entry(ex->disk) != ARCHIVE_OK)
+		return archive_failed(error, ex->deb_path, ex->disk);
+	return TRUE;
+}
+
+gboolean debpkg_extract(const char *deb_path, const char *dest_dir, debpkg_want_fn want,
+			gpointer user_data, GError **error)
+{
+	struct extract ex = { deb_path, dest_dir, want, user_data, archive_write_disk_new() };
+	gboolean ok;
+
+	archive_write_disk_set_options(ex.disk, ARCHIVE_EXTRACT_TIME | ARCHIVE_EXTRACT_PERM |
+							ARCHIVE_EXTRACT_SECURE_NODOTDOT |
+							ARCHIVE_EXTRACT_SECURE_SYMLINKS);
+	ok = debpkg_foreach(deb_path, extract_one, &ex, error);
+	if (archive_write_close(ex.disk) != ARCHIVE_OK && ok)
+		ok = archive_failed(error, deb_path, ex.disk);
+	archive_write_free(ex.disk);
+	return ok;
+}
+
+gboolean debpkg_is_deb(const char *path)
+{
+	char magic[8];
+	FILE *file = fopen(path, "rb");
+	gboolean is_deb;
+
+	if (!file)
+		return FALSE;
+	is_deb = fread(magic, 1, sizeof(magic), file) == sizeof(magic) &&
+		 memcmp(magic, "!<arch>\n", 8) == 0;
+	fclose(file);
+	return is_deb;
+}
