@@ -239,11 +239,12 @@ char *fetch_cached(const char *url, const char *sha256, const char *cache_dir, G
 	dir = g_build_filename(cache_dir, want, NULL);
 	final = g_build_filename(dir, name, NULL);
 	part = g_strdup_printf("%s/%s.part", cache_dir, want);
-	lock_path = g_strdup_printf("%s/%s.lock", cache_dir, want);
+	lock_path = g_build_filename(cache_dir, ".lock", NULL);
 	if (!make_dir(cache_dir, error))
 		return NULL;
 
-	/* Two builds wanting the same file: the second waits, then finds it. */
+	/* Two builds wanting the same file: the second waits, then finds it.
+	 * One lock for the cache, so that no per-download file stays behind. */
 	lock_fd = open(lock_path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
 	if (lock_fd < 0 || flock(lock_fd, LOCK_EX) != 0) {
 		g_set_error(error, IVLAB_ERROR, IVLAB_ERROR_FAILED, "%s: %s", lock_path, g_strerror(errno));
