@@ -233,7 +233,7 @@ class Guest:
         console = "ttyS0" if self.arch == "x86_64" else "ttyAMA0"
         append = "console=%s panic=-1 ivlab.lab=test ivlab.guest=%s ivlab.regions=%s" % (
             console, self.name, slots)
-        cmd = [QEMU[self.arch], "-accel", "tcg", "-m", "256", "-smp", "1", "-nographic",
+        cmd = [QEMU[self.arch], "-accel", "tcg", "-m", "256", "-smp", "1", "-nographic", "-nic", "none",
                "-no-reboot", "-monitor", "none", "-serial", "file:" + self.console_path,
                "-kernel", self.kernel, "-initrd", self.initrd, "-append", append]
         if self.arch == "x86_64":
