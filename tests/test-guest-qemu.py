@@ -117,6 +117,14 @@ try:
     tap.ok(sorted(ivpos.values()) == peers,
            "IVPositions %s are the ids the server gave %s" % (sorted(ivpos.values()), peers))
 
+    # the driver's own contract, case by case (pcitest style)
+    for guest in guests:
+        for region in regions:
+            resp = guest.request("drvtest region=%s" % region.name, 120)
+            tap.ok(resp.ok and resp.get("failed") == "0" and int(resp.get("cases", "0")) >= 15,
+                   "%s drvtest %s: %s cases pass" % (guest.arch, region.name, resp.get("cases")),
+                   lib.decode(resp.get("report", "")) if resp.ok else repr(resp))
+
     # shared memory: one guest writes, the other guest and the host verify
     for n, (writer, region) in enumerate([(g, r) for g in guests for r in regions]):
         seed = 1000 + n
