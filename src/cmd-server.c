@@ -475,8 +475,9 @@ static gboolean cmd_server(struct ivlab_ctx *ctx, int argc, char **argv, GError 
 		opts.shm_kind = SERVER_SHM_FILE;
 		opts.shm_dir = abs_dir;
 	}
-	if (!server_options_check(&opts, error))
-		return FALSE;
+	g_autoptr(GError) bad = NULL;
+	if (!server_options_check(&opts, &bad))
+		return cmd_usage_error(error, cmd, "%s", bad->message);
 	return serve(&opts, error);
 }
 
