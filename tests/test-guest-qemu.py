@@ -19,6 +19,7 @@ BOOT_TIMEOUT = 180
 PLAIN_SIZE = 8 << 20
 DOORBELL_SIZE = 4 << 20
 VECTORS = 4
+SMALL_SIZE = 1 << 20
 
 tap = lib.Tap()
 arches = os.environ.get("IVLAB_TEST_ARCHES", "x86_64 aarch64").split()
@@ -34,6 +35,9 @@ with open(plain_path, "wb") as f:
     f.truncate(PLAIN_SIZE)
 server = lib.Server(os.path.join(scratch.name, "bell.sock"), DOORBELL_SIZE, VECTORS,
                     tag + "-bell", os.path.join(scratch.name, "server.log"))
+# a second doorbell region with other sizes: several devices per guest
+server2 = lib.Server(os.path.join(scratch.name, "bell2.sock"), SMALL_SIZE, 1,
+                     tag + "-bell2", os.path.join(scratch.name, "server2.log"))
 guests = []
 
 
@@ -41,6 +45,7 @@ def cleanup():
     for guest in guests:
         guest.stop()
     server.stop()
+    server2.stop()
     if os.path.exists(plain_path):
         os.unlink(plain_path)
 
@@ -58,8 +63,10 @@ def finish():
 
 try:
     server.start()
+    server2.start()
     regions = [lib.Region("bell", "doorbell", DOORBELL_SIZE, server.socket_path, VECTORS),
-               lib.Region("plain", "plain", PLAIN_SIZE, plain_path)]
+               lib.Region("plain", "plain", PLAIN_SIZE, plain_path),
+               lib.Region("bell2", "doorbell", SMALL_SIZE, server2.socket_path, 1)]
     for arch in arches:
         guests.append(lib.Guest("g-" + arch, arch, *images[arch], regions, scratch.name))
     for guest in guests:
@@ -88,7 +95,7 @@ try:
             continue
         hello, seconds = result
         tap.ok(hello.get("arch") == guest.arch and hello.get("guest") == guest.name and
-               hello.get("regions") == "2",
+               hello.get("regions") == str(len(regions)),
                "%s agent answers hello in %.1f s" % (guest.arch, seconds), repr(hello))
         uptime = [line for line in guest.console().splitlines() if "ivlab-init: ready after" in line]
         tap.diag("boot to agent-ready, %s: %.2f s from QEMU start (%s)" % (
@@ -109,9 +116,9 @@ try:
             tap.ok(good, "%s sees %s: %s, %d bytes, %d vectors, slot %02x" % (
                 guest.arch, region.name, region.mode, region.size, region.vectors, 0x10 + index),
                 repr(resp))
-            if region.mode == "doorbell":
+            if region.name == "bell":
                 ivpos[guest.name] = int(resp.get("ivposition", "-1"))
-            else:
+            elif region.mode == "plain":
                 tap.ok(resp.get("ivposition") == "-1", "%s: plain region has no IVPosition" % guest.arch)
     peers = sorted(server.status()["peers"])
     tap.ok(sorted(ivpos.values()) == peers,
@@ -126,10 +133,11 @@ try:
                    lib.decode(resp.get("report", "")) if resp.ok else repr(resp))
 
     # shared memory: one guest writes, the other guest and the host verify
-    for n, (writer, region) in enumerate([(g, r) for g in guests for r in regions]):
+    shm_path = {"plain": plain_path, "bell": server.shm_path, "bell2": server2.shm_path}
+    for n, (writer, region) in enumerate([(g, r) for g in guests for r in regions[:2]]):
         seed = 1000 + n
         offset, length = 4096 * n + 3, 100003
-        path = plain_path if region.mode == "plain" else server.shm_path
+        path = shm_path[region.name]
         resp = writer.request("fill region=%s offset=%d length=%d seed=%d" % (
             region.name, offset, length, seed))
         tap.ok(resp.ok, "%s fills %s at %d" % (writer.arch, region.name, offset), repr(resp))
@@ -163,7 +171,7 @@ try:
     for guest in guests:
         for region in regions:
             for offset, length in ((1, 1), (3, 7), (4093, 4099), (region.size - 5, 5),
-                                   (12345, 262147)):
+                                   (12345, 262147 if region.size > SMALL_SIZE else 4097)):
                 resp = guest.request("copytest region=%s offset=%d length=%d seed=5" % (
                     region.name, offset, length))
                 tap.ok(resp.ok and resp.get("copies") == "5",
@@ -250,6 +258,40 @@ try:
         tap.ok(rmmod.get("status") != "0" and guest.request("hello").ok,
                "%s: rmmod while the agent maps the devices is refused, not a crash" % guest.arch,
                repr(rmmod))
+
+    # a second doorbell device in the same guest is independent of the first
+    if len(guests) > 1:
+        a, b = guests[0], guests[1]
+        pos2 = int(b.request("region index=2").get("ivposition", "-1"))
+        b.request("irqcount region=bell2")
+        before = b.request("irqcount region=bell")
+        ring = a.request("ring region=bell2 peer=%d vector=0" % pos2)
+        wait = b.request("wait region=bell2 vector=0 timeout_ms=20000", 60)
+        after = b.request("irqcount region=bell")
+        tap.ok(ring.ok and wait.ok and before.get("counts") == after.get("counts"),
+               "a ring on bell2 reaches bell2 only", "%r %r %r %r" % (before, ring, wait, after))
+    with open(server2.shm_path, "r+b") as f:
+        f.seek(SMALL_SIZE - 4099)
+        f.write(lib.pattern(31, SMALL_SIZE - 4099, 4099))
+    for guest in guests:
+        resp = guest.request("verify region=bell2 offset=%d length=4099 seed=31" % (SMALL_SIZE - 4099))
+        tap.ok(resp.get("match") == "1", "%s sees the host's pattern at the end of bell2" % guest.arch,
+               repr(resp))
+
+    # /init: a shell on the console, and an agent that comes back when killed
+    for guest in guests:
+        tap.ok("built-in shell" in guest.console(), "%s console has a shell" % guest.arch)
+        resp = guest.exec("setsid sh -c 'sleep 0.3; kill -9 $(pidof ivlab-agent)' "
+                          "</dev/null >/dev/null 2>&1 &")
+        line = None
+        try:
+            line = guest.agent.readline(60)
+        except (OSError, EOFError) as e:
+            line = repr(e)
+        hello = guest.request("hello") if line == "ready proto=1" else None
+        tap.ok(resp.ok and line == "ready proto=1" and hello is not None and hello.ok,
+               "%s: a killed agent is restarted by /init and answers again" % guest.arch,
+               "%r %r %r" % (resp, line, hello))
 
     # and no WARNING, BUG or Oops in any guest's kernel log
     for guest in guests:
