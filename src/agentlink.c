@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <poll.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "agentlink.h"
@@ -17,7 +18,13 @@ struct agent_link {
 	GString *input;  /* bytes read past the last line */
 	GQueue verbs;    /* verbs of requests sent and not yet answered */
 	gboolean eof;
+	gboolean broken; /* EOF, a timeout or a failed send: out of step for good */
 };
+
+gboolean agent_link_broken(const struct agent_link *link)
+{
+	return link->broken;
+}
 
 struct agent_link *agent_link_new_fd(int fd, const char *name)
 {
@@ -67,11 +74,16 @@ static gboolean send_line(struct agent_link *link, const char *line, GError **er
 	gsize left = strlen(framed);
 
 	while (left) {
-		ssize_t done = write(link->fd, data, left);
+		/* No SIGPIPE when the guest side went away: an error instead. */
+		ssize_t done = send(link->fd, data, left, MSG_NOSIGNAL);
+
+		if (done < 0 && errno == ENOTSOCK)
+			done = write(link->fd, data, left);
 
 		if (done < 0 && errno == EINTR)
 			continue;
 		if (done < 0) {
+			link->broken = TRUE;
 			g_set_error(error, IVLAB_ERROR, IVLAB_ERROR_FAILED,
 				    "%s: agent: cannot send: %s", link->name, g_strerror(errno));
 			return FALSE;
@@ -105,6 +117,7 @@ static char *read_line(struct agent_link *link, const char *verb, gint64 deadlin
 			return NULL;
 		}
 		if (link->eof) {
+			link->broken = TRUE;
 			g_set_error(error, IVLAB_ERROR, IVLAB_ERROR_FAILED,
 				    "%s: agent: %s: the channel closed (the guest stopped or its "
 				    "agent died)", link->name, verb);
@@ -114,6 +127,7 @@ static char *read_line(struct agent_link *link, const char *verb, gint64 deadlin
 		struct pollfd pfd = { .fd = link->fd, .events = POLLIN };
 
 		if (left <= 0) {
+			link->broken = TRUE;
 			g_set_error(error, IVLAB_ERROR, IVLAB_ERROR_FAILED,
 				    "%s: agent: %s: no answer in time", link->name, verb);
 			return NULL;

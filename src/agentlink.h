@@ -22,6 +22,8 @@ struct agent_link *agent_link_open(virDomainPtr dom, const char *name, GError **
 void agent_link_free(struct agent_link *link);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(AgentLink, agent_link_free)
 const char *agent_link_name(const struct agent_link *link);
+/* TRUE once the link hit EOF, a timeout or a failed send. */
+gboolean agent_link_broken(const struct agent_link *link);
 
 /* A parsed "ok key=value..." response: keys to values (values decoded
  * where the protocol percent-encodes them: log, output). */

@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <poll.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <termios.h>
 #include <unistd.h>
 
@@ -27,7 +28,10 @@ static const GOptionEntry entries[] = {
 static gboolean write_all(int fd, const char *data, gsize length)
 {
 	while (length) {
-		ssize_t done = write(fd, data, length);
+		ssize_t done = send(fd, data, length, MSG_NOSIGNAL);
+
+		if (done < 0 && errno == ENOTSOCK)
+			done = write(fd, data, length);
 
 		if (done < 0 && errno == EINTR)
 			continue;

@@ -196,13 +196,10 @@ static gboolean cmd_up_exec(struct ivlab_ctx *ctx, int argc, char **argv, GError
 
 	for (guint i = 0; i < lab->guests->len; i++) {
 		const struct lab_guest *guest = g_ptr_array_index(lab->guests, i);
-		g_autofree char *why = NULL;
-		gboolean kvm = host_pick_kvm(lab->accel, guest->arch, &why);
-		char *xml = domxml_build(lab, guest, kvm, error);
+		char *xml = labup_domain_xml(lab, guest, error);
 
 		if (!xml)
 			return FALSE;
-		ivlab_debug("%s: accelerator %s", guest->name, why);
 		g_hash_table_insert(wanted_xml, lab_guest_domain_name(lab, guest), xml);
 	}
 

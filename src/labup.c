@@ -7,11 +7,57 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <libxml/parser.h>
+#include <libxml/tree.h>
+
+#include "domxml.h"
+#include "host.h"
+#include "image.h"
 #include "ivlab.h"
 #include "labup.h"
 
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(xmlDoc, xmlFreeDoc)
+
 #define CONSOLE_KEEP (64 * 1024)
 #define CONSOLE_TAIL_LINES 25
+
+char *labup_domain_xml(const struct lab *lab, const struct lab_guest *guest, GError **error)
+{
+	g_autofree char *why = NULL;
+	gboolean kvm = host_pick_kvm(lab->accel, guest->arch, &why);
+	g_autofree char *xml = domxml_build(lab, guest, kvm, error);
+	g_autoptr(xmlDoc) doc = NULL;
+	xmlNode *root, *node;
+	xmlChar *text = NULL;
+	int length = 0;
+
+	if (!xml)
+		return NULL;
+	ivlab_debug("%s: accelerator %s", guest->name, why);
+	if (kvm || guest->vcpus > 1)
+		return g_steal_pointer(&xml);
+	/* TCG emits real atomics for a guest's locked instructions only when
+	 * the machine may have more than one vCPU (CF_PARALLEL); with one, a
+	 * guest's atomic add is a plain read-modify-write that races with other
+	 * guests on shared memory. One vCPU runs, a second is possible. */
+	doc = xmlReadMemory(xml, strlen(xml), "domain.xml", NULL, XML_PARSE_NONET);
+	root = doc ? xmlDocGetRootElement(doc) : NULL;
+	for (node = root ? root->children : NULL; node; node = node->next)
+		if (node->type == XML_ELEMENT_NODE && strcmp((const char *)node->name, "vcpu") == 0)
+			break;
+	if (!node)
+		return g_steal_pointer(&xml);
+	xmlSetProp(node, (const xmlChar *)"current", (const xmlChar *)"1");
+	xmlNodeSetContent(node, (const xmlChar *)"2");
+	xmlDocDumpFormatMemoryEnc(doc, &text, &length, "UTF-8", 1);
+	if (!text)
+		return g_steal_pointer(&xml);
+	char *body = strstr((char *)text, "<domain");
+	char *result = g_strdup(body ? body : (char *)text);
+
+	xmlFree(text);
+	return result;
+}
 
 gboolean labup_ensure_images(const struct lab *lab, GError **error)
 {
@@ -23,26 +69,10 @@ gboolean labup_ensure_images(const struct lab *lab, GError **error)
 		if (g_hash_table_contains(done, guest->arch))
 			continue;
 		g_hash_table_add(done, guest->arch);
-#ifdef HAVE_IMAGE_H
 		if (!image_ensure(guest->arch, NULL, error)) {
 			g_prefix_error(error, "images for %s guest %s: ", guest->arch, guest->name);
 			return FALSE;
 		}
-#else
-		g_autofree char *dir = ivlab_image_dir(guest->arch);
-		const char *files[] = { "vmlinuz", "initrd.img" };
-
-		for (gsize f = 0; f < G_N_ELEMENTS(files); f++) {
-			g_autofree char *file = g_build_filename(dir, files[f], NULL);
-
-			if (!g_file_test(file, G_FILE_TEST_EXISTS)) {
-				g_set_error(error, IVLAB_ERROR, IVLAB_ERROR_FAILED,
-					    "images for %s guest %s: %s is missing",
-					    guest->arch, guest->name, file);
-				return FALSE;
-			}
-		}
-#endif
 	}
 	return TRUE;
 }
@@ -85,6 +115,7 @@ struct boot {
 	GError *error;
 	double seconds;
 	GAsyncQueue *done; /* this boot, pushed when finished */
+	char *log_path;    /* where the captured console goes, or NULL */
 };
 
 static gpointer console_reader(gpointer data)
@@ -127,6 +158,10 @@ static void boot_stop_console(struct boot *boot)
 static void boot_free(struct boot *boot)
 {
 	boot_stop_console(boot);
+	if (boot->log_path && boot->output->len &&
+	    !g_file_set_contents(boot->log_path, boot->output->str, boot->output->len, NULL))
+		ivlab_debug("%s: cannot write %s", boot->name, boot->log_path);
+	g_free(boot->log_path);
 	agent_link_free(boot->agent);
 	g_clear_error(&boot->error);
 	g_string_free(boot->output, TRUE);
@@ -178,6 +213,8 @@ static gboolean boot_run(struct boot *boot, GError **error)
 		if (virDomainCreateWithFlags(boot->dom, VIR_DOMAIN_START_PAUSED) < 0)
 			return virt_error(error, "%s: cannot start", virDomainGetName(boot->dom));
 	}
+	ivlab_debug("%s: started (paused) in %.1f s", boot->name,
+		    (g_get_monotonic_time() - started) / 1e6);
 	boot->console = virt_open_console(boot->dom, TRUE, NULL);
 	if (boot->console)
 		boot->reader = g_thread_new("console", console_reader, boot);
@@ -186,6 +223,8 @@ static gboolean boot_run(struct boot *boot, GError **error)
 	boot->agent = agent_link_open(boot->dom, boot->name, error);
 	if (!boot->agent)
 		return FALSE;
+	ivlab_debug("%s: running, channel open after %.1f s", boot->name,
+		    (g_get_monotonic_time() - started) / 1e6);
 	int left = boot->timeout_ms - (int)((g_get_monotonic_time() - started) / 1000);
 	AgentReply *hello = agent_hello(boot->agent, MAX(left, 1), error);
 
@@ -293,6 +332,9 @@ gboolean labup_define_and_start(virConnectPtr conn, const struct lab *lab, struc
 		const struct lab_guest *guest = g_ptr_array_index(lab->guests, i);
 		struct boot *boot = boot_new(dom, guest->name, !virt_is_running(dom),
 					     timeout_seconds * 1000, done);
+		g_autofree char *log_name = g_strdup_printf("%s.console.log", guest->name);
+
+		boot->log_path = g_build_filename(run->dir, log_name, NULL);
 
 		ivlab_debug("%s: %s", virDomainGetName(dom), boot->start ? "starting" : "already running");
 		g_ptr_array_add(threads, g_thread_new("boot", boot_thread, boot));

@@ -11,6 +11,11 @@
 #include "labrun.h"
 #include "virt.h"
 
+/* The domain XML `up` defines for guest: domxml_build(), with the
+ * accelerator host_pick_kvm() chooses, and under TCG room for a second
+ * vCPU so that guests' atomic instructions are atomic across guests. */
+char *labup_domain_xml(const struct lab *lab, const struct lab_guest *guest, GError **error);
+
 /* Build or reuse $state/images/ARCH for every arch of the lab. */
 gboolean labup_ensure_images(const struct lab *lab, GError **error);
 /* No shm object of the lab's regions exists that the lab did not make. */

@@ -389,7 +389,7 @@ static void link_flush(struct virt_link *link)
 static gboolean write_all(int fd, const char *data, gsize length)
 {
 	while (length) {
-		ssize_t done = write(fd, data, length);
+		ssize_t done = send(fd, data, length, MSG_NOSIGNAL);
 
 		if (done < 0 && errno == EINTR)
 			continue;
