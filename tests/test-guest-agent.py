@@ -2,9 +2,11 @@
 # host, no VM: `ivlab-agent-x86_64 --stdio` with files standing in for regions.
 import importlib.util
 import os
+import random
 import subprocess
 import sys
 import tempfile
+import time
 import zlib
 
 spec = importlib.util.spec_from_file_location(
@@ -106,6 +108,15 @@ tap.ok(all(float(resp.get(k, "0")) > 0 for k in ("to_region_mbps", "from_region_
 resp = expect_ok("exec cmd=" + lib.encode("echo 'a b%'; exit 3"), "exec", status=3)
 tap.ok(lib.decode(resp.get("output", "")) == "a b%\n", "exec output is percent-encoded", repr(resp))
 
+t0 = time.monotonic()
+resp = agent.request("exec cmd=sleep%2030 timeout_ms=300", 20)
+tap.ok(not resp.ok and resp.code == "timeout" and time.monotonic() - t0 < 10,
+       "exec past its timeout is killed and answered err timeout", repr(resp))
+t0 = time.monotonic()
+resp = agent.request("exec cmd=" + lib.encode("sleep 30 & echo started"), 20)
+tap.ok(resp.ok and lib.decode(resp.get("output", "")) == "started\n" and time.monotonic() - t0 < 10,
+       "exec returns when the shell exits, even if a background child holds the pipe", repr(resp))
+
 # bad requests: an error each, and the agent carries on
 bad = [
     ("bogus", "usage", "unknown verb"),
@@ -160,6 +171,34 @@ answers = [agent.response(10) for _ in range(4)]
 tap.ok([a.ok for a in answers] == [True, True, False, True] and answers[0].get("name") == "mem"
        and "crc32" in answers[1].fields and answers[3].get("proto") == "1",
        "pipelined requests get one answer each, in order", repr(answers))
+
+# random requests from the protocol's own words: one answer each, no crash
+rng = random.Random(4)
+words = ["hello", "region", "fill", "verify", "checksum", "read", "write", "copytest",
+         "atomic_add", "ring", "wait", "irqcount", "pingpong", "dmesg", "drvtest", "nosuch"]
+keys = ["region", "offset", "length", "seed", "index", "hex", "count", "peer", "vector",
+        "timeout_ms", "since", "role", "iterations", "size", "cmd", ""]
+values = ["mem", "ghost", "0", "1", "7", "8", "4095", "4096", "65536", str(SIZE - 1), str(SIZE),
+          "18446744073709551615", "18446744073709551616", "-1", "", "abc", "00ff", "0f0",
+          "initiator", "%", "=", "10"]
+fuzz_ok = True
+for n in range(1500):
+    parts = [rng.choice(words)]
+    for _ in range(rng.randrange(0, 7)):
+        parts.append("%s=%s" % (rng.choice(keys), rng.choice(values)))
+    line = " ".join(parts)
+    if rng.random() < 0.1:
+        pos = rng.randrange(len(line) + 1)
+        line = line[:pos] + chr(rng.randrange(1, 256)) + line[pos:]
+    if "\n" in line:
+        line = line.replace("\n", "")
+    resp = agent.request(line.encode("latin-1") + b"\n", 30)
+    if not (resp.line.startswith("ok") or resp.line.startswith("err ")):
+        fuzz_ok = False
+        tap.diag("fuzz %r -> %r" % (line, resp))
+        break
+tap.ok(fuzz_ok and proc.poll() is None, "1500 random requests each get ok or err, no crash")
+expect_ok("hello", "the agent still answers after the random requests", proto=1)
 
 proc.stdin.close()
 tap.ok(proc.wait(10) == 0, "the agent exits cleanly at the end of its input")

@@ -1382,25 +1382,51 @@ static bool percent_decode(const char *in, char *out, size_t cap)
 	return true;
 }
 
+/* Appends what the pipe has now; false at end of file. */
+static bool exec_drain(int fd, char *output, size_t *used)
+{
+	for (;;) {
+		char chunk[4096];
+		ssize_t n = read(fd, chunk, sizeof(chunk));
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return errno == EAGAIN;
+		if (n == 0)
+			return false;
+		if (*used < EXEC_OUTPUT_MAX) {
+			size_t room = EXEC_OUTPUT_MAX - *used;
+			size_t take = (size_t)n < room ? (size_t)n : room;
+
+			memcpy(output + *used, chunk, take);
+			*used += take;
+		}
+	}
+}
+
 static bool cmd_exec(struct request *req, struct reply *reply)
 {
 	const char *encoded = arg_get(req, "cmd");
 	char command[MAX_REQUEST];
+	uint64_t timeout_ms = 60000, deadline;
+	bool timeout_given, exited = false;
 	char *output;
 	size_t used = 0;
-	int pipefd[2], status;
+	int pipefd[2], status = 0;
 	pid_t pid;
 
 	if (!encoded)
 		return fail(reply, "usage", "exec: missing argument cmd=");
-	if (!args_all_used(req, reply))
+	if (!arg_u64_opt(req, "timeout_ms", IVLAB_MAX_TIMEOUT_MS, &timeout_ms, &timeout_given, reply) ||
+	    !args_all_used(req, reply))
 		return false;
 	if (!percent_decode(encoded, command, sizeof(command)) || !command[0])
 		return fail(reply, "usage", "exec: cmd= is not valid percent-encoded text");
 	output = malloc(EXEC_OUTPUT_MAX);
 	if (!output)
 		return fail(reply, "io", "exec: out of memory");
-	if (pipe2(pipefd, O_CLOEXEC) < 0) {
+	if (pipe2(pipefd, O_CLOEXEC | O_NONBLOCK) < 0) {
 		free(output);
 		return fail(reply, "io", "exec: pipe: %s", strerror(errno));
 	}
@@ -1414,32 +1440,41 @@ static bool cmd_exec(struct request *req, struct reply *reply)
 	if (pid == 0) {
 		int null = open("/dev/null", O_RDONLY);
 
+		setpgid(0, 0);
 		dup2(null, 0);
 		dup2(pipefd[1], 1);
 		dup2(pipefd[1], 2);
+		fcntl(1, F_SETFL, 0);
 		signal(SIGPIPE, SIG_DFL);
 		execl("/bin/sh", "sh", "-c", command, (char *)NULL);
 		_exit(127);
 	}
 	close(pipefd[1]);
-	for (;;) {
-		char chunk[4096];
-		ssize_t n = read(pipefd[0], chunk, sizeof(chunk));
 
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			break;
-		if (used < EXEC_OUTPUT_MAX) {
-			size_t take = (size_t)n < EXEC_OUTPUT_MAX - used ? (size_t)n : EXEC_OUTPUT_MAX - used;
+	/* until the shell exits (background children may keep the pipe open) */
+	deadline = now_ns() + timeout_ms * 1000000ULL;
+	while (!exited) {
+		struct pollfd pfd = { .fd = pipefd[0], .events = POLLIN };
 
-			memcpy(output + used, chunk, take);
-			used += take;
+		poll(&pfd, 1, 50);
+		if (!exec_drain(pipefd[0], output, &used)) {
+			while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+				;
+			exited = true;
+		} else if (waitpid(pid, &status, WNOHANG) == pid) {
+			exec_drain(pipefd[0], output, &used);
+			exited = true;
+		} else if (now_ns() > deadline) {
+			kill(-pid, SIGKILL);
+			while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+				;
+			close(pipefd[0]);
+			free(output);
+			return fail(reply, "timeout", "exec: still running after %" PRIu64 " ms, killed",
+				    timeout_ms);
 		}
 	}
 	close(pipefd[0]);
-	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
-		;
 	reply_add(reply, "ok status=%d output=",
 		  WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
 	reply_add_encoded(reply, (uint8_t *)output, used);
