@@ -1184,12 +1184,12 @@ gboolean server_spawn_daemon(const char *ivlab_binary, const struct server_optio
 
 	if (!g_spawn_sync(NULL, argv, NULL, G_SPAWN_STDOUT_TO_DEV_NULL, NULL, NULL, NULL, &err_text,
 			  &status, &spawn_error))
-		return fail(error, "ivlab server: %s", spawn_error->message);
+		return fail(error, "cannot run %s: %s", ivlab_binary, spawn_error->message);
 	if (!g_spawn_check_wait_status(status, NULL)) {
 		g_strstrip(err_text);
 		/* The daemon's message is "ivlab: what: detail"; keep the detail. */
 		const char *text = g_str_has_prefix(err_text, "ivlab: ") ? err_text + 7 : err_text;
-		return fail(error, "ivlab server: %s", *text ? text : "failed without a message");
+		return fail(error, "%s", *text ? text : "ivlab server failed without a message");
 	}
 	return TRUE;
 }
