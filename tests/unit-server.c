@@ -7,6 +7,8 @@
 #include <fcntl.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/eventfd.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -447,6 +449,129 @@ static void test_spawn_daemon(void)
 	g_rmdir(dir);
 }
 
+/* A fake server (no control socket) that sends a scripted stream. */
+struct fake {
+	int listen_fd;
+	const gint64 *values;
+	const gboolean *with_fd;
+	gsize count;
+	char *path;
+	char *dir;
+};
+
+static void send_value(int sock, gint64 value, gboolean with_fd)
+{
+	guint64 le = GUINT64_TO_LE((guint64)value);
+	struct iovec iov = { .iov_base = &le, .iov_len = sizeof(le) };
+	union {
+		char buf[CMSG_SPACE(sizeof(int))];
+		struct cmsghdr align;
+	} u;
+	struct msghdr hdr = { .msg_iov = &iov, .msg_iovlen = 1 };
+	int fd = -1;
+
+	if (with_fd) {
+		struct cmsghdr *cmsg;
+
+		fd = value == -1 ? memfd_create("fake", MFD_CLOEXEC) : eventfd(0, EFD_CLOEXEC);
+		if (value == -1)
+			g_assert_cmpint(ftruncate(fd, 65536), ==, 0);
+		memset(&u, 0, sizeof(u));
+		hdr.msg_control = u.buf;
+		hdr.msg_controllen = sizeof(u.buf);
+		cmsg = CMSG_FIRSTHDR(&hdr);
+		cmsg->cmsg_level = SOL_SOCKET;
+		cmsg->cmsg_type = SCM_RIGHTS;
+		cmsg->cmsg_len = CMSG_LEN(sizeof(int));
+		memcpy(CMSG_DATA(cmsg), &fd, sizeof(int));
+	}
+	g_assert_cmpint(sendmsg(sock, &hdr, MSG_NOSIGNAL), ==, 8);
+	if (fd >= 0)
+		close(fd);
+}
+
+static gpointer fake_serve(gpointer data)
+{
+	struct fake *fake = data;
+	int sock = accept(fake->listen_fd, NULL, NULL);
+
+	for (gsize i = 0; i < fake->count; i++)
+		send_value(sock, fake->values[i], fake->with_fd[i]);
+	/* Hold the connection until the client is done with it. */
+	char byte;
+	while (recv(sock, &byte, 1, 0) > 0)
+		;
+	close(sock);
+	return NULL;
+}
+
+static char *fake_connect_error(const gint64 *values, const gboolean *with_fd, gsize count,
+				struct peer **peer_out)
+{
+	struct fake fake = { .values = values, .with_fd = with_fd, .count = count };
+	struct sockaddr_un addr = { .sun_family = AF_UNIX };
+	g_autoptr(GError) error = NULL;
+	struct peer *peer;
+	GThread *thread;
+	char *message;
+
+	fake.dir = g_dir_make_tmp("ivlab-unit-fake.XXXXXX", NULL);
+	fake.path = g_build_filename(fake.dir, "fake.sock", NULL);
+	g_strlcpy(addr.sun_path, fake.path, sizeof(addr.sun_path));
+	fake.listen_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	g_assert_cmpint(bind(fake.listen_fd, (struct sockaddr *)&addr, sizeof(addr)), ==, 0);
+	g_assert_cmpint(listen(fake.listen_fd, 1), ==, 0);
+	thread = g_thread_new("fake", fake_serve, &fake);
+	peer = peer_connect_timeout(fake.path, 2000, &error);
+	message = error ? g_strdup(error->message) : NULL;
+	if (peer_out)
+		*peer_out = peer;
+	else
+		peer_free(peer);
+	/* Closing our end ends the fake's wait. */
+	if (peer_out && peer)
+		shutdown(peer_server_fd(peer), SHUT_WR);
+	g_thread_join(thread);
+	close(fake.listen_fd);
+	g_unlink(fake.path);
+	g_rmdir(fake.dir);
+	g_free(fake.path);
+	g_free(fake.dir);
+	return message;
+}
+
+static void test_peer_bad_servers(void)
+{
+	static const gint64 v1[] = { 1 };
+	static const gboolean n1[] = { FALSE };
+	static const gint64 early[] = { 0, 3 };
+	static const gboolean n2[] = { FALSE, FALSE };
+	static const gint64 no_shm[] = { 0, 3, 3 };
+	static const gboolean n3[] = { FALSE, FALSE, TRUE };
+	static const gint64 bad_id[] = { 0, 70000 };
+	/* A foreign server (no PATH.ctl): 2 vectors of peer 1, then our 2. */
+	static const gint64 good[] = { 0, 3, -1, 1, 1, 3, 3 };
+	static const gboolean goodfd[] = { FALSE, FALSE, TRUE, TRUE, TRUE, TRUE, TRUE };
+	g_autofree char *e1 = fake_connect_error(v1, n1, 1, NULL);
+	g_autofree char *e2 = fake_connect_error(early, n2, 2, NULL);
+	g_autofree char *e3 = fake_connect_error(no_shm, n3, 3, NULL);
+	g_autofree char *e4 = fake_connect_error(bad_id, n2, 2, NULL);
+	struct peer *peer = NULL;
+	g_autofree char *e5 = fake_connect_error(good, goodfd, 7, &peer);
+
+	g_assert_nonnull(strstr(e1, "unsupported protocol version 1"));
+	g_assert_nonnull(strstr(e2, "the server sent no setup within 2000 ms"));
+	g_assert_nonnull(strstr(e3, "protocol error: expected the shared memory, got 3"));
+	g_assert_nonnull(strstr(e4, "protocol error: bad id 70000"));
+	g_assert_null(e5);
+	g_assert_nonnull(peer);
+	g_assert_cmpint(peer_id(peer), ==, 3);
+	g_assert_cmpuint(peer_vectors(peer), ==, 2);
+	g_assert_cmpuint(peer_size(peer), ==, 65536);
+	g_assert_cmpuint(peer_remote_vectors(peer, 1), ==, 2);
+	peer_free(peer);
+}
+
 int main(int argc, char **argv)
 {
 	g_test_init(&argc, &argv, NULL);
@@ -457,5 +582,6 @@ int main(int argc, char **argv)
 	g_test_add_func("/server/ids-wrap", test_ids_wrap);
 	g_test_add_func("/server/shm-kinds", test_shm_kinds);
 	g_test_add_func("/server/spawn-daemon", test_spawn_daemon);
+	g_test_add_func("/peer/bad-servers", test_peer_bad_servers);
 	return g_test_run();
 }
