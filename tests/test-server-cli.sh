@@ -17,6 +17,12 @@ cleanup() {
 		[ -f "$pidfile" ] && kill "$(cat "$pidfile")" 2>/dev/null
 	done
 	[ -n "${shm_name:-}" ] && rm -f "/dev/shm/$shm_name"
+	if [ -n "${huge_mounted:-}" ]; then
+		umount "$scratch/huge"
+	fi
+	if [ -n "${huge_saved:-}" ]; then
+		echo "$huge_saved" >/proc/sys/vm/nr_hugepages
+	fi
 	rm -rf "$scratch"
 }
 trap cleanup EXIT
@@ -177,6 +183,32 @@ check "--shm-dir: a file of 8 MiB in the directory" test "$(stat -c %s "$scratch
 check "--status names it" grep -q "^shm: *file:$scratch/shm/ivlab-ivshmem" "$("$IVLAB" server --status -s "$s" >"$scratch/st"; echo "$scratch/st")"
 "$IVLAB" server --stop -s "$s"
 check "and it is removed at exit" test -z "$(ls "$scratch/shm")"
+
+# hugetlbfs (root only: two 2 MiB huge pages are reserved for the test and
+# given back after).
+huge_ok=false
+if [ "$(id -u)" -eq 0 ] && [ -w /proc/sys/vm/nr_hugepages ] &&
+	grep -q '^Hugepagesize: *2048 kB' /proc/meminfo; then
+	mkdir "$scratch/huge"
+	huge_saved=$(cat /proc/sys/vm/nr_hugepages)
+	echo $((huge_saved + 2)) >/proc/sys/vm/nr_hugepages 2>/dev/null
+	if [ "$(cat /proc/sys/vm/nr_hugepages)" -ge $((huge_saved + 2)) ] &&
+		mount -t hugetlbfs -o pagesize=2M none "$scratch/huge" 2>/dev/null; then
+		huge_mounted=yes
+		huge_ok=true
+	fi
+fi
+if $huge_ok; then
+	"$IVLAB" server --daemon -s "$s" --shm-dir "$scratch/huge" --size 4M
+	check "--shm-dir on hugetlbfs: the server starts" test $? -eq 0
+	"$IVLAB" peer -s "$s" fill 0x3ffff0 16 0x61 &&
+		"$IVLAB" peer -s "$s" dump 0x3ffff0 16 >"$scratch/huge.dump"
+	check "host peers write and read the huge page memory" grep -q "|aaaaaaaaaaaaaaaa|" "$scratch/huge.dump"
+	"$IVLAB" server --stop -s "$s"
+	check "the hugetlbfs file is removed at exit" test -z "$(ls "$scratch/huge")"
+else
+	ok "# SKIP hugetlbfs: not root, or no 2 MiB huge pages to reserve"
+fi
 
 # Foreground: SIGTERM cleans up, a stale socket left by a crash is replaced.
 "$IVLAB" server -s "$s" 2>"$scratch/fg.log" &
