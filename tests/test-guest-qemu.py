@@ -244,16 +244,22 @@ try:
                "%s answers bad requests with errors" % guest.arch, repr(results))
         tap.ok(guest.request("hello").ok, "%s agent still up after bad requests" % guest.arch)
 
-    # the driver survives unbind while the agent holds the mapping, and rebinds
+    # the driver survives unbind while the agent is using the mapping: the
+    # mapping is revoked (SIGBUS, answered err io), and a rebind restores it
     for guest in guests:
         pci = guest.request("region index=0").get("pci")
-        unbind = guest.exec("echo %s > /sys/bus/pci/drivers/ivlab/unbind" % pci)
-        fill = guest.request("fill region=bell offset=0 length=4096 seed=1")
+        unbind = guest.exec("setsid sh -c 'sleep 1; echo %s > /sys/bus/pci/drivers/ivlab/unbind' "
+                            "</dev/null >/dev/null 2>&1 &" % pci)
+        busy = guest.request("atomic_add region=bell offset=0 count=1000000000", 300)
+        gone = guest.request("fill region=bell offset=0 length=4096 seed=1")
         bind = guest.exec("echo %s > /sys/bus/pci/drivers/ivlab/bind" % pci)
         again = guest.request("fill region=bell offset=0 length=4096 seed=1")
-        tap.ok(unbind.get("status") == "0" and not fill.ok and bind.get("status") == "0" and again.ok,
-               "%s: unbind under a live mapping fails accesses, rebind restores them" % guest.arch,
-               "%r %r %r %r" % (unbind, fill, bind, again))
+        tap.ok(unbind.ok and not busy.ok and busy.code == "io" and "Bus error" in busy.line,
+               "%s: unbind during access revokes the mapping (SIGBUS -> err io)" % guest.arch,
+               "%r %r" % (unbind, busy))
+        tap.ok(not gone.ok and gone.code == "nodev" and bind.get("status") == "0" and again.ok,
+               "%s: the unbound region is nodev, and works again after rebind" % guest.arch,
+               "%r %r %r" % (gone, bind, again))
         rmmod = guest.exec("rmmod ivlab")
         tap.ok(rmmod.get("status") != "0" and guest.request("hello").ok,
                "%s: rmmod while the agent maps the devices is refused, not a crash" % guest.arch,

@@ -41,6 +41,8 @@
 #define EXEC_OUTPUT_MAX		(64 * 1024)
 #define PORT_WAIT_MS		30000
 
+#define ARRAY_SIZE(a)		(sizeof(a) / sizeof((a)[0]))
+
 #if __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
 #error "the pattern code stores little-endian words directly"
 #endif
@@ -879,7 +881,7 @@ static bool cmd_copytest(struct request *req, struct reply *reply)
 	dst = region->map + offset;
 	pattern_fill(src, offset, length, seed);
 
-	for (unsigned int m = 0; m < sizeof(methods) / sizeof(methods[0]); m++) {
+	for (unsigned int m = 0; m < ARRAY_SIZE(methods); m++) {
 		uint64_t bad;
 
 		/* the complement differs in every byte, so a lost store shows */
@@ -912,7 +914,7 @@ static bool cmd_copytest(struct request *req, struct reply *reply)
 	}
 	free(src_mem);
 	free(back_mem);
-	reply_add(reply, "ok copies=%zu", sizeof(methods) / sizeof(methods[0]));
+	reply_add(reply, "ok copies=%zu", ARRAY_SIZE(methods));
 	return true;
 }
 
@@ -1317,7 +1319,7 @@ static bool line_has_problem(const char *line, size_t len)
 {
 	static const char *const words[] = { "WARNING:", "BUG:", "Oops" };
 
-	for (size_t w = 0; w < sizeof(words) / sizeof(words[0]); w++)
+	for (size_t w = 0; w < ARRAY_SIZE(words); w++)
 		if (memmem(line, len, words[w], strlen(words[w])))
 			return true;
 	return false;
@@ -1514,7 +1516,7 @@ static void handle_line(char *line, struct reply *reply)
 	reply_clear(reply);
 	if (!parse_request(line, &req, reply))
 		return;
-	for (size_t i = 0; i < sizeof(verbs) / sizeof(verbs[0]); i++) {
+	for (size_t i = 0; i < ARRAY_SIZE(verbs); i++) {
 		if (strcmp(verbs[i].name, req.verb))
 			continue;
 		sig = sigsetjmp(fault_jmp, 1);
@@ -1656,9 +1658,26 @@ static void selftest_check(bool ok, const char *what)
 	printf("%s %d - %s\n", ok ? "ok" : "not ok", selftest_count, what);
 }
 
-static int selftest(void)
+/* fill and check agree with pattern_byte at every start alignment */
+static bool selftest_pattern(void)
 {
 	uint8_t buf[64], ref[64];
+
+	for (uint64_t off = 0; off < 9; off++) {
+		for (uint64_t i = 0; i < 40; i++)
+			ref[i] = pattern_byte(42, off + i);
+		pattern_fill(buf, off, 40, 42);
+		if (memcmp(buf, ref, 40) || pattern_check(buf, off, 40, 42) != 40)
+			return false;
+		buf[17] ^= 1;
+		if (pattern_check(buf, off, 40, 42) != 17)
+			return false;
+	}
+	return true;
+}
+
+static int selftest(void)
+{
 	struct reply reply = { 0 };
 	char line[64];
 
@@ -1666,20 +1685,7 @@ static int selftest(void)
 	selftest_check(splitmix64(0) == 0xe220a8397b1dcdafULL, "splitmix64(0)");
 	selftest_check(crc32_update(0, (const uint8_t *)"123456789", 9) == 0xcbf43926U,
 		       "crc32 check value");
-	for (int off = 0; off < 9; off++) {
-		for (int i = 0; i < 40; i++)
-			ref[i] = pattern_byte(42, (uint64_t)(off + i));
-		pattern_fill(buf, (uint64_t)off, 40, 42);
-		if (memcmp(buf, ref, 40) || pattern_check(buf, (uint64_t)off, 40, 42) != 40)
-			break;
-		buf[17] ^= 1;
-		if (pattern_check(buf, (uint64_t)off, 40, 42) != 17)
-			break;
-		if (off == 8)
-			selftest_check(true, "pattern fill/check at every alignment");
-	}
-	if (selftest_count != 3)
-		selftest_check(false, "pattern fill/check at every alignment");
+	selftest_check(selftest_pattern(), "pattern fill/check at every alignment");
 	reply_add_encoded(&reply, (const uint8_t *)"a b%\n", 5);
 	selftest_check(!strcmp(reply.buf, "a%20b%25%0A"), "percent encoding");
 	selftest_check(percent_decode("a%20b%25", line, sizeof(line)) && !strcmp(line, "a b%"),
