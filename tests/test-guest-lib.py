@@ -167,6 +167,25 @@ class Agent:
             self.sock.close()
 
 
+def _die_with_parent():
+    """preexec_fn: the child gets SIGKILL when the test dies, so no QEMU or
+    server outlives a killed test."""
+    try:
+        import ctypes
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+def exit_on_signals(cleanup):
+    """Runs cleanup and exits on SIGTERM, SIGINT and SIGHUP."""
+    def handler(signum, frame):
+        cleanup()
+        sys.exit(128 + signum)
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(signum, handler)
+
+
 def ivlab_state_dir():
     if os.environ.get("IVLAB_STATE_DIR"):
         return os.environ["IVLAB_STATE_DIR"]
@@ -187,7 +206,10 @@ def find_images(tap, arch):
     if kernel and initrd:
         return kernel, initrd
     ivlab = os.environ.get("IVLAB", "ivlab")
-    probe = subprocess.run([ivlab, "help", "image"], capture_output=True, text=True)
+    try:
+        probe = subprocess.run([ivlab, "help", "image"], capture_output=True, text=True)
+    except OSError as e:
+        tap.skip_or_fail("cannot run %s: %s" % (ivlab, e))
     if probe.returncode != 0:
         tap.skip_or_fail("`ivlab image build` is not available to build %s images" % arch)
     build = subprocess.run([ivlab, "image", "build", "--arch", arch], capture_output=True, text=True)
@@ -264,7 +286,7 @@ class Guest:
         self.started = time.monotonic()
         with open(self.stderr_path, "w") as err:
             self.proc = subprocess.Popen(self.command(), stdin=subprocess.DEVNULL,
-                                         stdout=err, stderr=err)
+                                         stdout=err, stderr=err, preexec_fn=_die_with_parent)
 
     def wait_agent(self, timeout):
         """Connects and says hello; returns (hello response, seconds since start)."""
@@ -329,7 +351,8 @@ class Server:
             self.proc = subprocess.Popen([ivlab, "server", "--socket", self.socket_path,
                                           "--size", str(self.size), "--vectors", str(self.vectors),
                                           "--shm-name", self.shm_name],
-                                         stdin=subprocess.DEVNULL, stdout=log, stderr=log)
+                                         stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                                         preexec_fn=_die_with_parent)
         deadline = time.monotonic() + timeout
         while not os.path.exists(self.socket_path):
             if self.proc.poll() is not None or time.monotonic() > deadline:

@@ -50,6 +50,9 @@ def cleanup():
         os.unlink(plain_path)
 
 
+lib.exit_on_signals(cleanup)
+
+
 def host_read(path, offset, length):
     with open(path, "rb") as f:
         f.seek(offset)
