@@ -226,9 +226,17 @@ static gboolean read_setup(struct peer *peer, int timeout_ms, GError **error)
 
 	/* Steps 1-3: version, our id, the memory. */
 	for (int step = 0; step < 3; step++) {
-		status = next_message(peer, deadline, &value, &fd, error);
-		if (status < 0)
+		g_autoptr(GError) local = NULL;
+
+		status = next_message(peer, deadline, &value, &fd, &local);
+		if (status < 0 && step == 0 && g_str_has_suffix(local->message, "closed the connection"))
+			return peer_fail(error, "%s: the server refused us (closed before the setup: "
+					 "at its --max-peers, or out of fds? see its log)",
+					 peer->socket_path);
+		if (status < 0) {
+			g_propagate_error(error, g_steal_pointer(&local));
 			return FALSE;
+		}
 		if (status > 0)
 			return peer_fail(error, "%s: the server sent no setup within %d ms",
 					 peer->socket_path, timeout_ms);

@@ -321,6 +321,23 @@ static void drain(int fd)
 	}
 }
 
+static void test_max_peers(void)
+{
+	struct server_options opts;
+	struct engine *engine;
+	g_autoptr(GError) error = NULL;
+
+	server_options_init(&opts);
+	opts.max_peers = 1;
+	engine = engine_start_with(&opts);
+	g_autoptr(Peer) first = peer_connect(engine->socket_path, &error);
+	g_assert_no_error(error);
+	g_assert_null(peer_connect(engine->socket_path, &error));
+	g_assert_nonnull(strstr(error->message, "the server refused us"));
+	g_clear_pointer(&first, peer_free);
+	engine_stop(engine);
+}
+
 static void test_ids_wrap(void)
 {
 	struct engine *engine = engine_start(1);
@@ -579,6 +596,7 @@ int main(int argc, char **argv)
 	g_test_add_func("/server/sockets", test_sockets);
 	g_test_add_func("/server/wiring", test_wiring);
 	g_test_add_func("/server/memory-and-query", test_memory_and_query);
+	g_test_add_func("/server/max-peers", test_max_peers);
 	g_test_add_func("/server/ids-wrap", test_ids_wrap);
 	g_test_add_func("/server/shm-kinds", test_shm_kinds);
 	g_test_add_func("/server/spawn-daemon", test_spawn_daemon);
