@@ -1216,7 +1216,7 @@ static void input(struct build *build, const char *key, const char *value)
 static char *build_dir_identity(const char *dir)
 {
 	g_autoptr(GChecksum) sum = g_checksum_new(G_CHECKSUM_SHA256);
-	const char *const files[] = { ".config", "Module.symvers", "include/config/kernel.release" };
+	const char *const files[] = { ".config", "Module.symvers", "include/generated/utsrelease.h" };
 
 	g_checksum_update(sum, (const guchar *)dir, strlen(dir) + 1);
 	for (gsize i = 0; i < G_N_ELEMENTS(files); i++) {
@@ -1299,33 +1299,45 @@ static char *apt_state(void)
 
 #define MANIFEST_APT "apt"
 
-/* The debs the last build resolved, if apt cannot have changed its mind. */
-static gboolean apt_reuse(struct build *build, GKeyFile *old, const char *state)
+/* The debs [first, first + count) the last build resolved, if apt cannot
+ * have changed its mind since. */
+static gboolean apt_reuse(struct build *build, GKeyFile *old, const char *state, gsize first,
+			  gsize count)
 {
 	g_autofree char *old_state = old ? g_key_file_get_string(old, MANIFEST_APT, "state", NULL) : NULL;
 
 	if (!old_state || strcmp(old_state, state) != 0)
 		return FALSE;
-	for (gsize i = 0; i < G_N_ELEMENTS(build->debs); i++) {
+	for (gsize i = first; i < first + count; i++) {
 		g_autofree char *spec_key = g_strdup_printf("spec-%zu", i);
 		g_autofree char *file_key = g_strdup_printf("file-%zu", i);
-		char *spec = g_key_file_get_string(old, MANIFEST_APT, spec_key, NULL);
-		char *file = g_key_file_get_string(old, MANIFEST_APT, file_key, NULL);
+		g_autofree char *spec = g_key_file_get_string(old, MANIFEST_APT, spec_key, NULL);
+		g_autofree char *file = g_key_file_get_string(old, MANIFEST_APT, file_key, NULL);
 
-		if (!spec || !file) {
-			g_free(spec);
-			g_free(file);
-			for (gsize j = 0; j < G_N_ELEMENTS(build->debs); j++) {
-				deb_clear(&build->debs[j]);
-				memset(&build->debs[j], 0, sizeof(build->debs[j]));
-			}
+		if (!spec || !file)
 			return FALSE;
-		}
-		build->debs[i].spec = spec;
-		build->debs[i].filename = file;
+	}
+	for (gsize i = first; i < first + count; i++) {
+		g_autofree char *spec_key = g_strdup_printf("spec-%zu", i);
+		g_autofree char *file_key = g_strdup_printf("file-%zu", i);
+
+		build->debs[i].spec = g_key_file_get_string(old, MANIFEST_APT, spec_key, NULL);
+		build->debs[i].filename = g_key_file_get_string(old, MANIFEST_APT, file_key, NULL);
 	}
 	ivlab_debug("%s: apt's lists are unchanged since the last build", build->arch);
 	return TRUE;
+}
+
+static void apt_remember(struct build *build, const char *state, gsize first, gsize count)
+{
+	g_key_file_set_string(build->manifest, MANIFEST_APT, "state", state);
+	for (gsize i = first; i < first + count; i++) {
+		g_autofree char *spec_key = g_strdup_printf("spec-%zu", i);
+		g_autofree char *file_key = g_strdup_printf("file-%zu", i);
+
+		g_key_file_set_string(build->manifest, MANIFEST_APT, spec_key, build->debs[i].spec);
+		g_key_file_set_string(build->manifest, MANIFEST_APT, file_key, build->debs[i].filename);
+	}
 }
 
 static gboolean apt_resolve_debs(struct build *build, GError **error)
@@ -1359,16 +1371,10 @@ static gboolean debian_inputs(struct build *build, GKeyFile *old, GError **error
 {
 	g_autofree char *state = apt_state();
 
-	if (!apt_reuse(build, old, state) && !apt_resolve_debs(build, error))
+	if (!apt_reuse(build, old, state, 0, G_N_ELEMENTS(build->debs)) &&
+	    !apt_resolve_debs(build, error))
 		return FALSE;
-	g_key_file_set_string(build->manifest, MANIFEST_APT, "state", state);
-	for (gsize i = 0; i < G_N_ELEMENTS(build->debs); i++) {
-		g_autofree char *spec_key = g_strdup_printf("spec-%zu", i);
-		g_autofree char *file_key = g_strdup_printf("file-%zu", i);
-
-		g_key_file_set_string(build->manifest, MANIFEST_APT, spec_key, build->debs[i].spec);
-		g_key_file_set_string(build->manifest, MANIFEST_APT, file_key, build->debs[i].filename);
-	}
+	apt_remember(build, state, 0, G_N_ELEMENTS(build->debs));
 	input(build, "kernel-deb", build->debs[DEB_IMAGE].filename);
 	input(build, "headers-deb", build->debs[DEB_HEADERS].filename);
 	input(build, "common-deb", build->debs[DEB_COMMON].filename);
@@ -1377,7 +1383,7 @@ static gboolean debian_inputs(struct build *build, GKeyFile *old, GError **error
 	return TRUE;
 }
 
-static gboolean custom_inputs(struct build *build, GError **error)
+static gboolean custom_inputs(struct build *build, GKeyFile *old, GError **error)
 {
 	const struct image_source *source = build->source;
 	g_autofree char *kernel_sha = NULL;
@@ -1413,21 +1419,34 @@ static gboolean custom_inputs(struct build *build, GError **error)
 	const struct recipe *recipe = &build->recipe;
 	g_autofree char *busybox = qualified(recipe->busybox_package, recipe->debian_arch);
 	const char *const names[] = { busybox, NULL };
+	g_autofree char *state = apt_state();
 
-	if (!apt_check_arch(recipe->debian_arch, error) ||
-	    !apt_candidates(&build->debs[DEB_BUSYBOX], names, error))
+	if (!apt_reuse(build, old, state, DEB_BUSYBOX, 1) &&
+	    (!apt_check_arch(recipe->debian_arch, error) ||
+	     !apt_candidates(&build->debs[DEB_BUSYBOX], names, error)))
 		return FALSE;
+	apt_remember(build, state, DEB_BUSYBOX, 1);
 	input(build, "busybox-deb", build->debs[DEB_BUSYBOX].filename);
 	return TRUE;
 }
 
+/* The release modules must match: UTS_RELEASE (Debian's headers carry
+ * the upstream version in kernel.release, the ABI in utsrelease.h). */
 static char *build_dir_release(const char *dir, GError **error)
 {
+	g_autofree char *uts = g_build_filename(dir, "include", "generated", "utsrelease.h", NULL);
 	g_autofree char *path = g_build_filename(dir, "include", "config", "kernel.release", NULL);
 	g_autofree char *text = NULL;
 
+	if (g_file_get_contents(uts, &text, NULL, NULL)) {
+		char *start = strchr(text, '"');
+		char *end = start ? strchr(start + 1, '"') : NULL;
+
+		if (end)
+			return g_strndup(start + 1, end - start - 1);
+	}
 	if (!g_file_get_contents(path, &text, NULL, NULL)) {
-		fail(error, "image: %s has no include/config/kernel.release: not a prepared kernel "
+		fail(error, "image: %s has no include/generated/utsrelease.h: not a prepared kernel "
 			    "build directory",
 		     dir);
 		return NULL;
@@ -1798,7 +1817,7 @@ gboolean image_ensure(const char *arch, const struct image_source *source, GErro
 	ok = recipe_load(arch, &build.recipe, error) && common_inputs(&build, error);
 	if (ok)
 		ok = build.source->kind == IMAGE_SOURCE_DEBIAN ? debian_inputs(&build, old, &inputs_error) :
-								  custom_inputs(&build, &inputs_error);
+								  custom_inputs(&build, old, &inputs_error);
 	if (!ok && inputs_error) {
 		/* Offline, or apt lists gone: an intact Debian image still serves. */
 		if (!source && old && manifest_outputs_intact(old, arch)) {
