@@ -1078,7 +1078,20 @@ static bool cmd_pingpong(struct request *req, struct reply *reply)
 	if (!samples)
 		return fail(reply, "io", "pingpong: cannot allocate %" PRIu64 " samples", iterations);
 
-	/* interrupts since the last reported count are answered (see PROTOCOL.md) */
+	/*
+	 * The responder answers interrupts since the last reported count (see
+	 * PROTOCOL.md); the initiator only counts answers to its own rings.
+	 */
+	if (initiator) {
+		struct ivlab_irq_counts counts;
+
+		memset(&counts, 0, sizeof(counts));
+		if (ioctl(region->fd, IVLAB_IOC_IRQ_COUNTS, &counts) < 0) {
+			fail(reply, "io", "pingpong: irqcount: %s", strerror(errno));
+			goto out;
+		}
+		region->seen[vector] = counts.counts[vector];
+	}
 	for (uint64_t i = 0; i < iterations; i++) {
 		uint64_t t0 = now_ns();
 		int ret;
