@@ -100,7 +100,11 @@ try:
         tap.ok(hello.get("arch") == guest.arch and hello.get("guest") == guest.name and
                hello.get("regions") == str(len(regions)),
                "%s agent answers hello in %.1f s" % (guest.arch, seconds), repr(hello))
-        uptime = [line for line in guest.console().splitlines() if "ivlab-init: ready after" in line]
+        # init prints its line after starting the agent: it may lag the hello
+        uptime, until = [], time.monotonic() + 5
+        while not uptime and time.monotonic() < until:
+            uptime = [line for line in guest.console().splitlines() if "ivlab-init: ready after" in line]
+            time.sleep(0 if uptime else 0.05)
         tap.diag("boot to agent-ready, %s: %.2f s from QEMU start (%s)" % (
             guest.arch, seconds, uptime[0].strip() if uptime else "no init line"))
         booted.append(guest)
