@@ -236,9 +236,10 @@ class Region:
 class Guest:
     """A QEMU guest (no libvirt) with the agent port on a UNIX socket."""
 
-    def __init__(self, name, arch, kernel, initrd, regions, workdir, first_slot=0x10):
+    def __init__(self, name, arch, kernel, initrd, regions, workdir, first_slot=0x10, machine=None):
         self.name = name
         self.arch = arch
+        self.machine = machine or ("pc" if arch == "x86_64" else "virt")
         self.kernel = kernel
         self.initrd = initrd
         self.regions = regions
@@ -258,13 +259,14 @@ class Guest:
         cmd = [QEMU[self.arch], "-accel", "tcg", "-m", "256", "-smp", "1", "-nographic", "-nic", "none",
                "-no-reboot", "-monitor", "none", "-serial", "file:" + self.console_path,
                "-kernel", self.kernel, "-initrd", self.initrd, "-append", append]
-        if self.arch == "x86_64":
-            cmd += ["-M", "pc"]
+        cmd += ["-M", self.machine]
+        if self.arch == "aarch64":
+            cmd += ["-cpu", "cortex-a57"]
+        if self.machine == "pc":
             bus = ""
         else:
             # as in the lab's domain XML: ivshmem behind a pcie-to-pci bridge
-            cmd += ["-M", "virt", "-cpu", "cortex-a57",
-                    "-device", "pcie-root-port,id=rp1,bus=pcie.0,chassis=1",
+            cmd += ["-device", "pcie-root-port,id=rp1,bus=pcie.0,chassis=1",
                     "-device", "pcie-pci-bridge,id=br2,bus=rp1"]
             bus = "bus=br2,"
         cmd += ["-device", "virtio-serial-pci",

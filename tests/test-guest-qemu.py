@@ -2,7 +2,8 @@
 # libvirt) share one ivshmem-plain and one ivshmem-doorbell region (served by
 # `ivlab server`); everything is checked through their agents and the host.
 # Images: `ivlab image build`, or IVLAB_TEST_KERNEL_<arch>/IVLAB_TEST_INITRD_<arch>.
-# IVLAB_TEST_ARCHES (default "x86_64 aarch64") picks the guests.
+# IVLAB_TEST_ARCHES (default "x86_64 aarch64") picks the guests,
+# IVLAB_TEST_X86_MACHINE (default pc; q35 puts the devices behind a bridge) the x86 machine.
 import importlib.util
 import os
 import tempfile
@@ -71,7 +72,9 @@ try:
                lib.Region("plain", "plain", PLAIN_SIZE, plain_path),
                lib.Region("bell2", "doorbell", SMALL_SIZE, server2.socket_path, 1)]
     for arch in arches:
-        guests.append(lib.Guest("g-" + arch, arch, *images[arch], regions, scratch.name))
+        machine = os.environ.get("IVLAB_TEST_X86_MACHINE") if arch == "x86_64" else None
+        guests.append(lib.Guest("g-" + arch, arch, *images[arch], regions, scratch.name,
+                                machine=machine))
     for guest in guests:
         guest.start()
 
