@@ -1194,6 +1194,25 @@ gboolean server_spawn_daemon(const char *ivlab_binary, const struct server_optio
 	return TRUE;
 }
 
+/* A socket file nobody listens on (connect is refused). */
+static gboolean socket_is_dead(const char *path)
+{
+	struct sockaddr_un addr = { .sun_family = AF_UNIX };
+	struct stat st;
+	int fd, status;
+
+	if (lstat(path, &st) < 0 || !S_ISSOCK(st.st_mode) || strlen(path) >= sizeof(addr.sun_path))
+		return FALSE;
+	g_strlcpy(addr.sun_path, path, sizeof(addr.sun_path));
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd < 0)
+		return FALSE;
+	status = connect(fd, (struct sockaddr *)&addr, sizeof(addr));
+	status = status < 0 && errno == ECONNREFUSED;
+	close(fd);
+	return status;
+}
+
 /* Alive and not a zombie nobody reaps. */
 static gboolean process_alive(pid_t pid)
 {
@@ -1218,16 +1237,14 @@ gboolean server_stop_daemon(const char *socket_path, int timeout_ms, GError **er
 	pid_t pid;
 
 	if (!server_query(socket_path, &info, &query_error)) {
-		struct stat st;
-
-		/* Nobody serves: clear what a crashed server left. */
-		if (lstat(socket_path, &st) == 0 && S_ISSOCK(st.st_mode) &&
-		    g_str_has_prefix(query_error->message, socket_path))
+		/* Nobody serves: clear what a crashed server left. A server
+		 * that is alive but slow to answer keeps its sockets. */
+		if (socket_is_dead(socket_path))
 			unlink(socket_path);
-		if (lstat(control, &st) == 0 && S_ISSOCK(st.st_mode))
+		if (socket_is_dead(control))
 			unlink(control);
-		if (lstat(socket_path, &st) == 0)
-			return fail(error, "%s: %s", socket_path, query_error->message);
+		if (g_file_test(socket_path, G_FILE_TEST_EXISTS))
+			return fail(error, "%s", query_error->message);
 		return TRUE;
 	}
 	pid = info.pid;

@@ -160,10 +160,30 @@ static void test_sockets(void)
 	second = server_start(&opts, &error);
 	g_assert_null(second);
 	g_assert_nonnull(strstr(error->message, "a server is already listening there"));
+	g_clear_error(&error);
 	g_assert_true(g_file_test(path, G_FILE_TEST_EXISTS));
 	server_stop(server);
 	g_assert_false(g_file_test(path, G_FILE_TEST_EXISTS));
 	g_assert_false(g_file_test(ctl, G_FILE_TEST_EXISTS));
+
+	/* Stopping a crashed server clears its stale sockets ... */
+	for (int i = 0; i < 2; i++) {
+		fd = socket(AF_UNIX, SOCK_STREAM, 0);
+		g_strlcpy(addr.sun_path, i ? ctl : path, sizeof(addr.sun_path));
+		g_assert_cmpint(bind(fd, (struct sockaddr *)&addr, sizeof(addr)), ==, 0);
+		close(fd);
+	}
+	g_assert_true(server_stop_daemon(path, 1000, &error));
+	g_assert_no_error(error);
+	g_assert_false(g_file_test(path, G_FILE_TEST_EXISTS));
+	g_assert_false(g_file_test(ctl, G_FILE_TEST_EXISTS));
+	/* ... but leaves a file that is no socket alone. */
+	g_assert_true(g_file_set_contents(path, "x", 1, NULL));
+	g_assert_false(server_stop_daemon(path, 1000, &error));
+	g_assert_nonnull(strstr(error->message, "no ivlab server is running there"));
+	g_clear_error(&error);
+	g_assert_true(g_file_test(path, G_FILE_TEST_EXISTS));
+	g_unlink(path);
 	g_rmdir(dir);
 }
 
