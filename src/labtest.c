@@ -96,7 +96,7 @@ static GPtrArray *guests_of(struct suite *suite, const struct lab_region *region
 		struct tguest *tg = &suite->guests[i];
 		int index = region_index(tg->guest, region);
 
-		if (index >= 0 && tg->region_ok[index])
+		if (index >= 0 && tg->region_ok[index] && !tg->gone)
 			g_ptr_array_add(list, tg);
 	}
 	return list;
@@ -138,8 +138,11 @@ static AgentReply *ask(struct suite *suite, struct tguest *tg, GError **error, c
 	line = g_strdup_vprintf(fmt, ap);
 	va_end(ap);
 	reply = agent_request(tg->agent, suite->opts->timeout_ms, error, "%s", line);
-	if (!reply && agent_link_broken(tg->agent))
+	if (!reply && agent_link_broken(tg->agent)) {
 		mark_gone(tg, error ? *error : NULL);
+		if (error && *error && !strstr(tg->gone, (*error)->message))
+			g_prefix_error(error, "%s: ", tg->gone);
+	}
 	return reply;
 }
 
@@ -171,8 +174,11 @@ static gboolean ask_all(struct suite *suite, GPtrArray *guests, line_func line_o
 		AgentReply *reply = sent[i] ? agent_receive(tg->agent, suite->opts->timeout_ms, &err) : NULL;
 
 		if (sent[i] && !reply) {
-			if (agent_link_broken(tg->agent))
+			if (agent_link_broken(tg->agent)) {
 				mark_gone(tg, err);
+				if (!strstr(tg->gone, err->message))
+					g_prefix_error(&err, "%s: ", tg->gone);
+			}
 			if (!first)
 				first = err;
 			else

@@ -58,6 +58,12 @@ static gpointer start_event_loop(gpointer data)
 /* The UNIX socket a local qemu:///system or ///session URI talks to. */
 static char *local_socket_of(const char *uri)
 {
+	const char *param = strstr(uri, "socket=");
+
+	if (param) {
+		param += strlen("socket=");
+		return g_uri_unescape_segment(param, param + strcspn(param, "&"), NULL);
+	}
 	if (g_str_has_prefix(uri, "qemu:///system"))
 		return g_strdup("/run/libvirt/libvirt-sock");
 	if (g_str_has_prefix(uri, "qemu:///session"))
@@ -82,7 +88,7 @@ virConnectPtr virt_connect(const char *uri, GError **error)
 				    "libvirt: cannot connect to %s: %s is missing: libvirtd is not "
 				    "running (start it as root with 'virtlogd -d; libvirtd -d')",
 				    uri, sock);
-		else if (strstr(uri, "socket=") || strstr(why, "No such file"))
+		else if (strstr(why, "No such file") || strstr(why, "Connection refused"))
 			g_set_error(error, IVLAB_ERROR, IVLAB_ERROR_FAILED,
 				    "libvirt: cannot connect to %s: %s (is libvirtd running? "
 				    "start it with 'virtlogd -d; libvirtd -d')", uri, why);

@@ -1,0 +1,87 @@
+#!/bin/sh
+# test-lab-faults.sh: what goes wrong, over a real libvirtd: no libvirtd, a
+# missing image source, a lab name taken by a different running lab, a
+# guest killed during `ivlab test`. Each gives a clear error, and nothing is
+# left behind.
+. "$top_srcdir/tests/lib.sh"
+. "$top_srcdir/tests/lab-lib.sh"
+
+name=ivlabtest-faults
+lab=$(make_lab pair.xml "$name")
+lab_names=$name
+"$IVLAB" -q down "$name" >/dev/null 2>&1 || true
+
+# libvirtd not running: a URI whose socket does not exist.
+"$IVLAB" -c "qemu:///system?socket=$scratch/no-libvirtd/libvirt-sock" -f "$lab" up \
+	>"$scratch/nolibvirt.log" 2>&1
+status=$?
+check "up without libvirtd fails and says how to start it" \
+	sh -c "[ $status -eq 1 ] && grep -q 'libvirtd is not running' '$scratch/nolibvirt.log' && grep -q 'libvirtd -d' '$scratch/nolibvirt.log'"
+diag "$(cat "$scratch/nolibvirt.log")"
+check_clean "$name" "up without libvirtd leaves nothing behind"
+
+# A missing image source: a recipe naming a kernel package the archive does
+# not have, with a state dir that has no image yet.
+mkdir -p "$scratch/data/images" "$scratch/state"
+chmod 0755 "$scratch" "$scratch/state"
+cp -r "$top_srcdir/domains" "$scratch/data/"
+for conf in "$top_srcdir"/images/*.conf; do
+	sed 's/^kernel-metapackage=.*/kernel-metapackage=linux-image-ivlab-does-not-exist/' "$conf" \
+		>"$scratch/data/images/$(basename "$conf")"
+done
+IVLAB_DATADIR=$scratch/data IVLAB_STATE_DIR=$scratch/state \
+	IVLAB_GUEST_DIR=$top_srcdir/src/guest IVLAB_AGENT_DIR=$top_builddir/src/guest "$IVLAB" -f "$lab" up \
+	>"$scratch/noimage.log" 2>&1
+status=$?
+check "up with a missing image source fails naming it" \
+	sh -c "[ $status -eq 1 ] && grep -q 'images for x86_64' '$scratch/noimage.log' && grep -q 'linux-image-ivlab-does-not-exist' '$scratch/noimage.log'"
+diag "$(tail -3 "$scratch/noimage.log")"
+check "up with a missing image source leaves nothing behind" \
+	sh -c "[ ! -e '$scratch/state/labs/$name' ] && [ -z \"\$(virsh -q list --all --name | grep '^$name-')\" ] && ! ls /dev/shm/ivlab-$name-* >/dev/null 2>&1"
+
+# The lab up for real, for the faults that need one.
+if ! run_logged up "$IVLAB" -f "$lab" up; then
+	not_ok "up"
+	tap_done
+	exit 1
+fi
+ok "up"
+
+# Another lab file with the same lab name, differently: its regions, sockets
+# and domains would collide.
+sed 's/size="1MiB"/size="2MiB"/' "$lab" >"$scratch/other.xml"
+before=$(virsh -q list --all --uuid | sort)
+"$IVLAB" -f "$scratch/other.xml" up >"$scratch/collide.log" 2>&1
+status=$?
+check "up of a different lab with the same name fails and names the running one" \
+	sh -c "[ $status -eq 1 ] && grep -q 'taken by a running lab from $lab' '$scratch/collide.log' && grep -q 'collide' '$scratch/collide.log'"
+diag "$(cat "$scratch/collide.log")"
+after=$(virsh -q list --all --uuid | sort)
+check "the collision created no domain" test "$before" = "$after"
+check "the running lab is untouched" \
+	run_logged agents "$IVLAB" -f "$lab" test --filter 'agent/*' --tap
+
+# A guest killed while `ivlab test` runs. It is killed once the suite's host
+# peer has joined the doorbell server (3 peers), i.e. the suite is running.
+socket=$state/labs/$name/bell.sock
+"$IVLAB" -f "$lab" test --tap >"$scratch/killed.tap" 2>"$scratch/killed.err" &
+test_pid=$!
+i=0
+while [ $i -lt 600 ]; do
+	peers=$("$IVLAB" server --socket "$socket" --status 2>/dev/null | sed -n 's/^peers: *\([0-9]*\).*/\1/p')
+	[ "${peers:-0}" -ge 3 ] && break
+	sleep 0.1
+	i=$((i + 1))
+done
+diag "killing $name-right with $peers peers on $socket after $i polls"
+virsh -q destroy "$name-right" >/dev/null
+wait $test_pid
+status=$?
+check "a guest killed during test makes it fail" test $status -eq 1
+check "the failure names the guest and why" \
+	sh -c "grep -q '^not ok .*guest right \(is not running any more\|stopped answering\)' '$scratch/killed.tap' && grep -q 'checks failed' '$scratch/killed.err'"
+diag "$(grep '^not ok' "$scratch/killed.tap" | head -3)" "$(cat "$scratch/killed.err")"
+
+check "down after the kill" run_logged down "$IVLAB" -f "$lab" down
+check_clean "$name" "after down nothing of the lab remains"
+tap_done
