@@ -181,6 +181,15 @@ static int ivlab_release(struct inode *inode, struct file *file)
 	return 0;
 }
 
+static void ivlab_vm_flags_set(struct vm_area_struct *vma, vm_flags_t flags)
+{
+#ifdef IVLAB_HAVE_VM_FLAGS_SET
+	vm_flags_set(vma, flags);
+#else
+	vma->vm_flags |= flags;
+#endif
+}
+
 static int ivlab_mmap(struct file *file, struct vm_area_struct *vma)
 {
 	struct ivlab_file *ivfile = file->private_data;
@@ -204,7 +213,7 @@ static int ivlab_mmap(struct file *file, struct vm_area_struct *vma)
 	 * the firmware's MTRRs may lower to UC- in the PCI hole: harmless
 	 * there, as x86 allows unaligned access to any memory type.
 	 */
-	vma->vm_flags |= VM_IO | VM_PFNMAP | VM_DONTEXPAND | VM_DONTDUMP;
+	ivlab_vm_flags_set(vma, VM_IO | VM_PFNMAP | VM_DONTEXPAND | VM_DONTDUMP);
 	vma->vm_ops = &ivlab_vm_ops;
 	return 0;
 }
