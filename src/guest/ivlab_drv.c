@@ -45,10 +45,7 @@
 #define IVLAB_BAR_MSIX			1
 #define IVLAB_BAR_SHM			2
 
-struct ivlab_dev;
-
 struct ivlab_vector {
-	struct ivlab_dev	*ivdev;
 	atomic64_t		count;
 	wait_queue_head_t	wait;
 };
@@ -544,7 +541,6 @@ static int ivlab_probe(struct pci_dev *pdev, const struct pci_device_id *ent)
 			goto err_memunmap;
 		}
 		for (i = 0; i < ivdev->nr_vectors; i++) {
-			ivdev->vectors[i].ivdev = ivdev;
 			atomic64_set(&ivdev->vectors[i].count, 0);
 			init_waitqueue_head(&ivdev->vectors[i].wait);
 		}
