@@ -494,6 +494,15 @@ static char *cache_dir(const char *what)
 	return g_build_filename(ivlab_state_dir(), "cache", what, NULL);
 }
 
+/* A held flock; closing the descriptor releases it. */
+typedef int HeldLock;
+static void release_lock(HeldLock fd)
+{
+	if (fd >= 0)
+		close(fd);
+}
+G_DEFINE_AUTO_CLEANUP_FREE_FUNC(HeldLock, release_lock, -1)
+
 static int lock_file(const char *path, const char *waiting_for, GError **error)
 {
 	int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
@@ -521,7 +530,7 @@ static gboolean apt_download(struct deb *debs, gsize count, GError **error)
 	g_autofree char *lock_path = NULL, *tmp = NULL;
 	g_autoptr(GPtrArray) argv = g_ptr_array_new();
 	gboolean ok = TRUE;
-	int lock_fd;
+	g_auto(HeldLock) lock_fd = -1;
 
 	if (!make_dir(dir, error))
 		return FALSE;
@@ -561,7 +570,6 @@ static gboolean apt_download(struct deb *debs, gsize count, GError **error)
 			remove_tree(tmp, NULL);
 		}
 	}
-	close(lock_fd);
 	return ok;
 }
 
@@ -1743,15 +1751,12 @@ static gboolean build_image(struct build *build, const char *work_dir, GError **
 typedef struct build Build;
 G_DEFINE_AUTO_CLEANUP_CLEAR_FUNC(Build, build_clear)
 
-static const char *describe(GKeyFile *manifest)
+static char *describe(GKeyFile *manifest)
 {
-	static char text[512];
 	g_autofree char *release = g_key_file_get_string(manifest, MANIFEST_IMAGE, "kernel-release", NULL);
 	g_autofree char *built = g_key_file_get_string(manifest, MANIFEST_IMAGE, "built", NULL);
 
-	g_snprintf(text, sizeof(text), "kernel %s, built %s", release ? release : "?",
-		   built ? built : "?");
-	return text;
+	return g_strdup_printf("kernel %s, built %s", release ? release : "?", built ? built : "?");
 }
 
 /* An up-to-date image learns the apt state its debs were checked against,
@@ -1779,11 +1784,12 @@ gboolean image_ensure(const char *arch, const struct image_source *source, GErro
 {
 	static const struct image_source debian = { .kind = IMAGE_SOURCE_DEBIAN };
 	g_auto(Build) build = { 0 };
+	g_auto(HeldLock) lock_fd = -1;
 	g_autoptr(GKeyFile) old = NULL;
-	g_autofree char *lock_path = NULL, *work_dir = NULL, *images = NULL, *waiting_for = NULL;
 	g_autoptr(GError) inputs_error = NULL;
-	gboolean ok;
-	int lock_fd;
+	g_autofree char *lock_path = NULL, *work_dir = NULL, *images = NULL, *waiting_for = NULL;
+	g_autofree char *about = NULL;
+	gboolean ok, old_intact;
 
 	if (!image_arch_is_known(arch))
 		return fail(error, "image: unknown architecture '%s' (x86_64 or aarch64)", arch);
@@ -1792,9 +1798,12 @@ gboolean image_ensure(const char *arch, const struct image_source *source, GErro
 	images = g_path_get_dirname(build.image_dir);
 	if (!make_dir(build.image_dir, error))
 		return FALSE;
-	make_reachable(ivlab_state_dir());
-	make_reachable(images);
-	make_reachable(build.image_dir);
+	if (geteuid() == 0) {
+		/* QEMU then runs as libvirt-qemu, which must reach the files. */
+		make_reachable(ivlab_state_dir());
+		make_reachable(images);
+		make_reachable(build.image_dir);
+	}
 	lock_path = g_build_filename(build.image_dir, ".lock", NULL);
 	waiting_for = g_strdup_printf("another build of the %s image", arch);
 	lock_fd = lock_file(lock_path, waiting_for, error);
@@ -1802,60 +1811,51 @@ gboolean image_ensure(const char *arch, const struct image_source *source, GErro
 		return FALSE;
 
 	old = manifest_load(arch);
-	if (!source && old && manifest_outputs_intact(old, arch)) {
+	old_intact = old && manifest_outputs_intact(old, arch);
+	about = old ? describe(old) : NULL;
+	if (!source && old_intact) {
 		g_autofree char *kind = g_key_file_get_string(old, MANIFEST_IMAGE, "source-kind", NULL);
 		g_autofree char *what = g_key_file_get_string(old, MANIFEST_IMAGE, "source", NULL);
 
 		if (g_strcmp0(kind, "debian") != 0) {
-			ivlab_info("%s: keeping the image built from %s (%s)", arch, what, describe(old));
-			close(lock_fd);
+			ivlab_info("%s: keeping the image built from %s (%s)", arch, what, about);
 			return TRUE;
 		}
 	}
 	build.source = source ? source : &debian;
 	build.manifest = g_key_file_new();
-	ok = recipe_load(arch, &build.recipe, error) && common_inputs(&build, error);
-	if (ok)
-		ok = build.source->kind == IMAGE_SOURCE_DEBIAN ? debian_inputs(&build, old, &inputs_error) :
-								  custom_inputs(&build, old, &inputs_error);
-	if (!ok && inputs_error) {
-		/* Offline, or apt lists gone: an intact Debian image still serves. */
-		if (!source && old && manifest_outputs_intact(old, arch)) {
+	if (!recipe_load(arch, &build.recipe, error) || !common_inputs(&build, error))
+		return FALSE;
+	ok = build.source->kind == IMAGE_SOURCE_DEBIAN ? debian_inputs(&build, old, &inputs_error) :
+							  custom_inputs(&build, old, &inputs_error);
+	if (!ok) {
+		/* Offline, or apt's lists gone: an intact Debian image still serves. */
+		if (!source && old_intact) {
 			ivlab_info("%s: cannot check for a newer kernel (%s); using the image as it is (%s)",
-				   arch, inputs_error->message, describe(old));
-			close(lock_fd);
+				   arch, inputs_error->message, about);
 			return TRUE;
 		}
 		g_propagate_error(error, g_steal_pointer(&inputs_error));
-	}
-	if (!ok) {
-		close(lock_fd);
 		return FALSE;
 	}
-	if (!build.source->force && old && manifest_inputs_equal(old, build.manifest) &&
-	    manifest_outputs_intact(old, arch)) {
+	if (!build.source->force && old_intact && manifest_inputs_equal(old, build.manifest)) {
 		remember_apt_state(old, build.manifest, arch);
-		ivlab_info("%s: image up to date (%s)", arch, describe(old));
-		close(lock_fd);
+		ivlab_info("%s: image up to date (%s)", arch, about);
 		return TRUE;
 	}
 
 	ivlab_info("%s: building the image from %s", arch, build.source_text);
 	work_dir = g_build_filename(build.image_dir, "work-XXXXXX", NULL);
-	if (!g_mkdtemp(work_dir)) {
-		close(lock_fd);
+	if (!g_mkdtemp(work_dir))
 		return fail_errno(error, work_dir);
-	}
 	gint64 start = g_get_monotonic_time();
 	ok = build_image(&build, work_dir, error);
 	remove_tree(work_dir, NULL);
 	if (ok) {
-		g_autoptr(GKeyFile) done = manifest_load(arch);
+		g_autofree char *done = describe(build.manifest);
 
 		ivlab_info("%s: image built in %.1f s (%s): %s", arch,
-			   (g_get_monotonic_time() - start) / 1e6, describe(done ? done : build.manifest),
-			   build.image_dir);
+			   (g_get_monotonic_time() - start) / 1e6, done, build.image_dir);
 	}
-	close(lock_fd);
 	return ok;
 }
