@@ -1060,7 +1060,9 @@ static GBytes *build_module(const char *arch, const struct recipe *recipe, const
 		if (!copy_tree(from, to, error))
 			return NULL;
 	}
-	if (cross && !g_find_program_in_path(gcc)) {
+	g_autofree char *gcc_path = cross ? g_find_program_in_path(gcc) : NULL;
+
+	if (cross && !gcc_path) {
 		fail(error, "image: %s not found: the %s module cross-builds with it (apt-get install gcc-%s)",
 		     gcc, arch, strcmp(arch, "aarch64") == 0 ? "aarch64-linux-gnu" : "x86-64-linux-gnu");
 		return NULL;

@@ -199,7 +199,9 @@ static void test_initramfs_gzip(void)
 
 static void test_initramfs_zstd(void)
 {
-	if (!g_find_program_in_path("zstd")) {
+	g_autofree char *zstd = g_find_program_in_path("zstd");
+
+	if (!zstd) {
 		g_test_skip("zstd not installed");
 		return;
 	}
