@@ -297,6 +297,17 @@ try:
         tap.ok(resp.get("match") == "1", "%s sees the host's pattern at the end of bell2" % guest.arch,
                repr(resp))
 
+    # the host end can go away and come back: the agent answers the new one
+    for guest in guests:
+        guest.agent.close()
+        guest.agent = lib.Agent.connect_unix(guest.agent_path, time.monotonic() + 30)
+        try:
+            hello = guest.agent.hello(time.monotonic() + 30)
+        except (OSError, EOFError) as e:
+            hello = e
+        tap.ok(isinstance(hello, lib.Response) and hello.ok,
+               "%s agent answers a host that reconnected" % guest.arch, repr(hello))
+
     # /init: a shell on the console, and an agent that comes back when killed
     for guest in guests:
         tap.ok("built-in shell" in guest.console(), "%s console has a shell" % guest.arch)
