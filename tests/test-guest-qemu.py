@@ -311,7 +311,10 @@ try:
     # /init: a shell on the console, and an agent that comes back when killed
     for guest in guests:
         tap.ok("built-in shell" in guest.console(), "%s console has a shell" % guest.arch)
-        resp = guest.exec("setsid sh -c 'sleep 0.3; kill -9 $(pidof ivlab-agent)' "
+        # kill the agent, and while /init waits to restart it, reload the driver
+        resp = guest.exec("setsid sh -c 'sleep 0.3; kill -9 $(pidof ivlab-agent); "
+                          "while pidof ivlab-agent; do sleep 0.05; done; "
+                          "rmmod ivlab && insmod /lib/modules/ivlab.ko && echo reloaded > /tmp/reload' "
                           "</dev/null >/dev/null 2>&1 &")
         line = None
         try:
@@ -322,6 +325,13 @@ try:
         tap.ok(resp.ok and line == "ready proto=1" and hello is not None and hello.ok,
                "%s: a killed agent is restarted by /init and answers again" % guest.arch,
                "%r %r %r" % (resp, line, hello))
+        reload = guest.exec("cat /tmp/reload")
+        fill = guest.request("fill region=bell2 offset=0 length=4096 seed=3")
+        verify = guest.request("verify region=bell2 offset=0 length=4096 seed=3")
+        tap.ok(lib.decode(reload.get("output", "")) == "reloaded\n" and fill.ok and
+               verify.get("match") == "1",
+               "%s: rmmod and insmod of an idle driver, and the new agent maps the devices" % guest.arch,
+               "%r %r %r" % (reload, fill, verify))
 
     # and no WARNING, BUG or Oops in any guest's kernel log
     for guest in guests:
