@@ -207,8 +207,9 @@ static int ivlab_mmap(struct file *file, struct vm_area_struct *vma)
 	 * up while the device goes away can never keep a stale page. The
 	 * default vm_page_prot is write-back (Normal memory on arm64); on x86
 	 * the PTEs take the memory type memremap() reserved for BAR2, which
-	 * the firmware's MTRRs may lower to UC- in the PCI hole: harmless
-	 * there, as x86 allows unaligned access to any memory type.
+	 * the firmware's MTRRs may lower to UC- in the PCI hole. x86 allows
+	 * unaligned access to any type, and UC- keeps locked operations
+	 * atomic and stores ordered, which write-combining would not.
 	 */
 	ivlab_vm_flags_set(vma, VM_IO | VM_PFNMAP | VM_DONTEXPAND | VM_DONTDUMP);
 	vma->vm_ops = &ivlab_vm_ops;
