@@ -326,7 +326,8 @@ static gboolean print_status(const char *socket_path, gboolean json, GError **er
 				       ", \"vectors\": %u, \"shm\": ",
 				       (long)info.pid, info.size, info.vectors);
 		json_string(out, info.shm);
-		g_string_append_printf(out, ", \"max_peers\": %u, \"peers\": [", info.max_peers);
+		g_string_append_printf(out, ", \"max_peers\": %u, \"backlogged\": %u, \"peers\": [",
+				       info.max_peers, info.backlogged);
 		for (guint i = 0; i < info.peer_ids->len; i++)
 			g_string_append_printf(out, "%s%u", i ? ", " : "",
 					       g_array_index(info.peer_ids, guint, i));
@@ -345,6 +346,10 @@ static gboolean print_status(const char *socket_path, gboolean json, GError **er
 		for (guint i = 0; i < info.peer_ids->len; i++)
 			g_string_append_printf(out, "%s%u", i ? " " : " (", g_array_index(info.peer_ids, guint, i));
 		g_string_append(out, info.peer_ids->len ? ")\n" : "\n");
+		if (info.backlogged)
+			g_string_append_printf(out, "backlog:   %u peer%s not caught up with "
+					       "their messages\n", info.backlogged,
+					       info.backlogged == 1 ? "" : "s");
 	}
 	fputs(out->str, stdout);
 	server_info_clear(&info);

@@ -15,12 +15,14 @@
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/file.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/timerfd.h>
 #include <sys/un.h>
 #include <sys/wait.h>
+#include <linux/sockios.h>
 #include <glib/gstdio.h>
 
 #include "ivlab.h"
@@ -551,6 +553,17 @@ static GString *server_report(struct server *server)
 	g_string_append(text, "peers");
 	for (guint i = 0; i < ids->len; i++)
 		g_string_append_printf(text, " %u", g_array_index(ids, guint, i));
+	g_string_append(text, "\nbacklog");
+	for (guint i = 0; i < ids->len; i++) {
+		guint id = g_array_index(ids, guint, i);
+		struct client *client = g_hash_table_lookup(server->clients, GUINT_TO_POINTER(id));
+		int unread = 0;
+
+		/* SIOCOUTQ: bytes sent but not yet read by the peer. */
+		if (!g_queue_is_empty(&client->out) ||
+		    (ioctl(client->sock, SIOCOUTQ, &unread) == 0 && unread > 0))
+			g_string_append_printf(text, " %u", id);
+	}
 	g_string_append(text, "\nend\n");
 	return text;
 }
@@ -1064,6 +1077,11 @@ static gboolean parse_report(const char *path, const char *text, struct server_i
 		} else if (strcmp(key, "max-peers") == 0) {
 			ok = parse_uint(arg, SERVER_PEERS_LIMIT, &value);
 			info->max_peers = (guint)value;
+		} else if (strcmp(key, "backlog") == 0) {
+			g_auto(GStrv) ids = g_strsplit(arg, " ", -1);
+
+			for (guint j = 0; ids[j]; j++)
+				info->backlogged += *ids[j] != 0;
 		} else if (strcmp(key, "peers") == 0) {
 			g_auto(GStrv) ids = g_strsplit(arg, " ", -1);
 

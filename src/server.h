@@ -80,6 +80,9 @@ struct server_info {
 	char *socket_path;
 	guint max_peers;
 	GArray *peer_ids;   /* guint, sorted */
+	/* Peers with messages they have not read yet (queued in the server or
+	 * unread in their socket): 0 once every peer has caught up. */
+	guint backlogged;
 };
 void server_info_clear(struct server_info *info);
 
