@@ -25,6 +25,10 @@ deb="$shared/cache/debs/$deb_name"
 deb_sha=$(sha256sum "$deb" | cut -d' ' -f1)
 
 export IVLAB_STATE_DIR="$scratch/state"
+# A snapshot of the guest sources: edits to the tree while this runs must
+# not look like changes to the images built here.
+cp -r "$top_srcdir/src/guest" "$scratch/guest-sources"
+export IVLAB_GUEST_DIR="$scratch/guest-sources"
 mkdir -p "$IVLAB_STATE_DIR/cache"
 ln -s "$shared/cache/debs" "$IVLAB_STATE_DIR/cache/debs"
 dir="$IVLAB_STATE_DIR/images/x86_64"
@@ -110,7 +114,7 @@ check "...in the initramfs" grep -qx "lib/modules/virtio_pci.ko" "$scratch/listi
 check "the same local kernel again is up to date" grep -q "image up to date" "$scratch/out"
 
 # A change in the module's source rebuilds the image.
-cp -r "$top_srcdir/src/guest" "$scratch/guest"
+cp -r "$IVLAB_GUEST_DIR" "$scratch/guest"
 echo "/* changed */" >>"$scratch/guest/ivlab_drv.c"
 IVLAB_GUEST_DIR="$scratch/guest" "$IVLAB" image build --arch x86_64 --kernel "$scratch/bzImage" \
 	--kernel-build-dir "$build" >"$scratch/out" 2>&1
