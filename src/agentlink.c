@@ -36,9 +36,10 @@ struct agent_link *agent_link_new_fd(int fd, const char *name)
 	return link;
 }
 
-struct agent_link *agent_link_open(virDomainPtr dom, const char *name, GError **error)
+struct agent_link *agent_link_open(virDomainPtr dom, const char *name, gboolean force,
+				   GError **error)
 {
-	VirtLink *vlink = virt_open_channel(dom, "org.ivlab.agent.0", error);
+	VirtLink *vlink = virt_open_channel(dom, "org.ivlab.agent.0", force, error);
 	struct agent_link *link;
 
 	if (!vlink)

@@ -17,8 +17,10 @@ typedef struct agent_link AgentLink;
 /* Speak over fd (a UNIX socket chardev, a socket pair); name labels errors.
  * The link closes fd when it is freed. */
 struct agent_link *agent_link_new_fd(int fd, const char *name);
-/* Open the domain's org.ivlab.agent.0 channel through libvirt. */
-struct agent_link *agent_link_open(virDomainPtr dom, const char *name, GError **error);
+/* Open the domain's org.ivlab.agent.0 channel through libvirt; force takes
+ * it over from another client (which then sees EOF). */
+struct agent_link *agent_link_open(virDomainPtr dom, const char *name, gboolean force,
+				   GError **error);
 void agent_link_free(struct agent_link *link);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(AgentLink, agent_link_free)
 const char *agent_link_name(const struct agent_link *link);

@@ -88,7 +88,7 @@ static void probe_guest(virConnectPtr conn, const struct lab *lab, struct guest_
 	status->accel = g_strdup(strcmp(type, "kvm") == 0 ? "kvm" : "tcg");
 	if (!virt_is_running(dom))
 		return;
-	agent = agent_link_open(dom, status->guest->name, &err);
+	agent = agent_link_open(dom, status->guest->name, FALSE, &err);
 	hello = agent ? agent_hello(agent, 5000, &err) : NULL;
 	if (!hello) {
 		status->agent_error = g_strdup(err ? err->message : "no answer");

@@ -57,11 +57,20 @@ static gboolean cmd_test_exec(struct ivlab_ctx *ctx, int argc, char **argv, GErr
 	opts.filter = filter;
 	opts.timeout_ms = timeout_seconds * 1000;
 	opts.restart = !no_restart;
-	opts.stream = !tap && isatty(STDOUT_FILENO);
+	/* TAP and a terminal get each check as it ends; the plan or the
+	 * summary follows. Anything else gets the aligned table at the end. */
+	opts.stream = tap || isatty(STDOUT_FILENO);
+	if (opts.stream) {
+		if (tap)
+			printf("TAP version 13\n");
+		report_stream(report, stdout, tap);
+	}
 	if (!labtest_run(conn, lab, &opts, report, error))
 		return FALSE;
 	if (tap)
-		report_print_tap(report, stdout);
+		report_print_tap_plan(report, stdout);
+	else if (opts.stream)
+		report_print_summary(report, stdout);
 	else
 		report_print_table(report, stdout);
 	if (junit && !report_write_junit(report, junit, error))

@@ -73,10 +73,6 @@ static void result(struct suite *suite, const char *name, gint64 started, enum r
 	reason = g_strdup_vprintf(fmt, ap);
 	va_end(ap);
 	report_add(suite->report, full, status, (g_get_monotonic_time() - started) / 1e6, "%s", reason);
-	if (suite->opts->stream) {
-		report_print_case_line(report_get(suite->report, report_len(suite->report) - 1), stdout);
-		fflush(stdout);
-	}
 }
 
 static int region_index(const struct lab_guest *guest, const struct lab_region *region)
@@ -106,6 +102,11 @@ static void mark_gone(struct tguest *tg, const GError *error)
 {
 	if (tg->gone)
 		return;
+	/* A channel that closed usually means QEMU exited: give libvirt a
+	 * moment to notice before asking it. */
+	for (int i = 0; tg->dom && i < 60 && virt_is_running(tg->dom) &&
+	     virt_state(tg->dom) != VIR_DOMAIN_PAUSED; i++)
+		g_usleep(50000);
 	if (tg->dom && !virt_is_running(tg->dom))
 		tg->gone = g_strdup_printf("guest %s is not running any more (%s)", tg->guest->name,
 					   virt_state_name(virt_state(tg->dom)));
@@ -223,7 +224,7 @@ static void check_agents(struct suite *suite)
 		} else if (!virt_is_running(tg->dom)) {
 			tg->gone = g_strdup_printf("guest %s is not running (%s)", tg->guest->name,
 						   virt_state_name(virt_state(tg->dom)));
-		} else if (!(tg->agent = agent_link_open(tg->dom, tg->guest->name, &err)) ||
+		} else if (!(tg->agent = agent_link_open(tg->dom, tg->guest->name, TRUE, &err)) ||
 			   !(hello = agent_hello(tg->agent, suite->opts->timeout_ms, &err))) {
 			mark_gone(tg, err);
 		}

@@ -211,7 +211,7 @@ static gboolean boot_run(struct boot *boot, GError **error)
 	if (boot->start) {
 		/* Paused first: the console is attached before the first byte. */
 		if (virDomainCreateWithFlags(boot->dom, VIR_DOMAIN_START_PAUSED) < 0)
-			return virt_error(error, "%s: cannot start", virDomainGetName(boot->dom));
+			return virt_dom_error(error, boot->dom, "cannot start");
 	}
 	ivlab_debug("%s: started (paused) in %.1f s", boot->name,
 		    (g_get_monotonic_time() - started) / 1e6);
@@ -219,8 +219,8 @@ static gboolean boot_run(struct boot *boot, GError **error)
 	if (boot->console)
 		boot->reader = g_thread_new("console", console_reader, boot);
 	if (boot->start && virDomainResume(boot->dom) < 0)
-		return virt_error(error, "%s: cannot resume", virDomainGetName(boot->dom));
-	boot->agent = agent_link_open(boot->dom, boot->name, error);
+		return virt_dom_error(error, boot->dom, "cannot resume");
+	boot->agent = agent_link_open(boot->dom, boot->name, TRUE, error);
 	if (!boot->agent)
 		return FALSE;
 	ivlab_debug("%s: running, channel open after %.1f s", boot->name,

@@ -14,7 +14,24 @@ struct report {
 	char *suite;
 	GPtrArray *cases; /* struct report_case * */
 	gint64 started;
+	FILE *stream;     /* where cases go as they come, or NULL */
+	gboolean stream_tap;
 };
+
+void report_stream(struct report *report, FILE *out, gboolean tap)
+{
+	report->stream = out;
+	report->stream_tap = tap;
+}
+
+static void print_tap_line(const struct report_case *item, guint number, FILE *out)
+{
+	if (item->status == REPORT_SKIP)
+		fprintf(out, "ok %u - %s # SKIP %s\n", number, item->name, item->reason);
+	else
+		fprintf(out, "%s %u - %s%s%s\n", item->status == REPORT_PASS ? "ok" : "not ok",
+			number, item->name, *item->reason ? ": " : "", item->reason);
+}
 
 static void case_free(gpointer data)
 {
@@ -59,6 +76,12 @@ void report_add(struct report *report, const char *name, enum report_status stat
 	/* One line each: TAP and the table need it. */
 	g_strdelimit(item->reason, "\r\n", ' ');
 	g_ptr_array_add(report->cases, item);
+	if (report->stream && report->stream_tap)
+		print_tap_line(item, report->cases->len, report->stream);
+	else if (report->stream)
+		report_print_case_line(item, report->stream);
+	if (report->stream)
+		fflush(report->stream);
 }
 
 guint report_count(const struct report *report, enum report_status status)
@@ -109,24 +132,27 @@ void report_print_table(const struct report *report, FILE *out)
 		fprintf(out, "%-4s  %-*s  %6.2fs  %s\n", status_word(item->status), (int)width,
 			item->name, item->seconds, item->reason);
 	}
+	report_print_summary(report, out);
+}
+
+void report_print_summary(const struct report *report, FILE *out)
+{
 	fprintf(out, "%u checks: %u passed, %u failed, %u skipped (%.1f s)\n",
 		report->cases->len, report_count(report, REPORT_PASS),
 		report_count(report, REPORT_FAIL), report_count(report, REPORT_SKIP),
 		(g_get_monotonic_time() - report->started) / 1e6);
 }
 
+void report_print_tap_plan(const struct report *report, FILE *out)
+{
+	fprintf(out, "1..%u\n", report->cases->len);
+}
+
 void report_print_tap(const struct report *report, FILE *out)
 {
 	fprintf(out, "TAP version 13\n1..%u\n", report->cases->len);
-	for (guint i = 0; i < report->cases->len; i++) {
-		const struct report_case *item = g_ptr_array_index(report->cases, i);
-
-		if (item->status == REPORT_SKIP)
-			fprintf(out, "ok %u - %s # SKIP %s\n", i + 1, item->name, item->reason);
-		else
-			fprintf(out, "%s %u - %s%s%s\n", item->status == REPORT_PASS ? "ok" : "not ok",
-				i + 1, item->name, *item->reason ? ": " : "", item->reason);
-	}
+	for (guint i = 0; i < report->cases->len; i++)
+		print_tap_line(g_ptr_array_index(report->cases, i), i + 1, out);
 }
 
 gboolean report_write_junit(const struct report *report, const char *path, GError **error)

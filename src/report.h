@@ -32,8 +32,12 @@ guint report_count(const struct report *report, enum report_status status);
 guint report_len(const struct report *report);
 const struct report_case *report_get(const struct report *report, guint index);
 
-/* Each as soon as it is known, when streaming to a terminal. */
+/* Print every case as it is added: as a table line, or as a TAP line
+ * (report_print_tap_plan() then ends the stream). */
+void report_stream(struct report *report, FILE *out, gboolean tap);
 void report_print_case_line(const struct report_case *item, FILE *out);
+void report_print_summary(const struct report *report, FILE *out);
+void report_print_tap_plan(const struct report *report, FILE *out);
 void report_print_table(const struct report *report, FILE *out);
 void report_print_tap(const struct report *report, FILE *out);
 gboolean report_write_junit(const struct report *report, const char *path, GError **error);

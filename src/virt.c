@@ -32,6 +32,21 @@ gboolean virt_error(GError **error, const char *fmt, ...)
 	return FALSE;
 }
 
+gboolean virt_dom_error(GError **error, virDomainPtr dom, const char *fmt, ...)
+{
+	va_list ap;
+	g_autofree char *what = NULL;
+	/* Before virDomainGetName(), which resets libvirt's last error. */
+	g_autofree char *why = g_strdup(virGetLastErrorMessage());
+
+	va_start(ap, fmt);
+	what = g_strdup_vprintf(fmt, ap);
+	va_end(ap);
+	g_set_error(error, IVLAB_ERROR, IVLAB_ERROR_FAILED, "%s: %s: %s", virDomainGetName(dom), what,
+		    why && *why ? why : "unknown libvirt error");
+	return FALSE;
+}
+
 /* libvirt prints its errors on stderr by default; ours go through GError. */
 static void quiet_errors(void *data, virErrorPtr err)
 {
@@ -218,7 +233,7 @@ virDomainPtr virt_define(virConnectPtr conn, const char *xml, GError **error)
 gboolean virt_start(virDomainPtr dom, GError **error)
 {
 	if (virDomainCreate(dom) < 0)
-		return virt_error(error, "%s: cannot start", virDomainGetName(dom));
+		return virt_dom_error(error, dom, "cannot start");
 	return TRUE;
 }
 
@@ -252,7 +267,7 @@ gboolean virt_destroy(virDomainPtr dom, GError **error)
 			virResetLastError();
 			return TRUE; /* it stopped meanwhile */
 		}
-		return virt_error(error, "%s: cannot destroy", virDomainGetName(dom));
+		return virt_dom_error(error, dom, "cannot destroy");
 	}
 	return TRUE;
 }
@@ -263,14 +278,16 @@ gboolean virt_undefine(virDomainPtr dom, GError **error)
 		return FALSE;
 	if (virDomainUndefineFlags(dom, VIR_DOMAIN_UNDEFINE_MANAGED_SAVE |
 				   VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA |
-				   VIR_DOMAIN_UNDEFINE_NVRAM) < 0) {
+				   VIR_DOMAIN_UNDEFINE_NVRAM) < 0 &&
+	    /* Drivers without NVRAM (test:///) refuse the flag. */
+	    virDomainUndefine(dom) < 0) {
 		virErrorPtr err = virGetLastError();
 
 		if (err && err->code == VIR_ERR_NO_DOMAIN) {
 			virResetLastError();
 			return TRUE;
 		}
-		return virt_error(error, "%s: cannot undefine", virDomainGetName(dom));
+		return virt_dom_error(error, dom, "cannot undefine");
 	}
 	return TRUE;
 }
@@ -477,7 +494,7 @@ static struct virt_link *link_new(virDomainPtr dom, GError **error)
 	fcntl(link->pump_fd, F_SETFL, fcntl(link->pump_fd, F_GETFL) | O_NONBLOCK);
 	link->stream = virStreamNew(virDomainGetConnect(dom), VIR_STREAM_NONBLOCK);
 	if (!link->stream) {
-		virt_error(error, "%s: cannot create a stream", virDomainGetName(dom));
+		virt_dom_error(error, dom, "cannot create a stream");
 		close(link->fd);
 		link_unref(link);
 		return NULL;
@@ -493,7 +510,7 @@ static struct virt_link *link_start(struct virt_link *link, virDomainPtr dom, GE
 				      VIR_STREAM_EVENT_ERROR | VIR_STREAM_EVENT_HANGUP,
 				      link_stream_event, link, link_unref) < 0) {
 		link_unref(link);
-		virt_error(error, "%s: cannot watch the stream", virDomainGetName(dom));
+		virt_dom_error(error, dom, "cannot watch the stream");
 		virt_link_close(link);
 		return NULL;
 	}
@@ -502,21 +519,22 @@ static struct virt_link *link_start(struct virt_link *link, virDomainPtr dom, GE
 					link, link_unref);
 	if (link->watch < 0) {
 		link_unref(link);
-		virt_error(error, "%s: cannot watch the stream's socket", virDomainGetName(dom));
+		virt_dom_error(error, dom, "cannot watch the stream's socket");
 		virt_link_close(link);
 		return NULL;
 	}
 	return link;
 }
 
-struct virt_link *virt_open_channel(virDomainPtr dom, const char *name, GError **error)
+struct virt_link *virt_open_channel(virDomainPtr dom, const char *name, gboolean force,
+				    GError **error)
 {
 	struct virt_link *link = link_new(dom, error);
 
 	if (!link)
 		return NULL;
-	if (virDomainOpenChannel(dom, name, link->stream, VIR_DOMAIN_CHANNEL_FORCE) < 0) {
-		virt_error(error, "%s: cannot open the channel %s", virDomainGetName(dom), name);
+	if (virDomainOpenChannel(dom, name, link->stream, force ? VIR_DOMAIN_CHANNEL_FORCE : 0) < 0) {
+		virt_dom_error(error, dom, "cannot open the channel %s", name);
 		virt_link_close(link);
 		return NULL;
 	}
@@ -531,7 +549,7 @@ struct virt_link *virt_open_console(virDomainPtr dom, gboolean force, GError **e
 		return NULL;
 	if (virDomainOpenConsole(dom, NULL, link->stream,
 				 force ? VIR_DOMAIN_CONSOLE_FORCE : VIR_DOMAIN_CONSOLE_SAFE) < 0) {
-		virt_error(error, "%s: cannot open the console", virDomainGetName(dom));
+		virt_dom_error(error, dom, "cannot open the console");
 		virt_link_close(link);
 		return NULL;
 	}

@@ -16,6 +16,9 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC(virDomain, virDomainFree)
 /* Set error to "fmt: libvirt's last error text". Returns FALSE. */
 gboolean virt_error(GError **error, const char *fmt, ...) G_GNUC_PRINTF(2, 3);
 
+/* Set error to "DOMAIN: fmt: libvirt's last error text". Returns FALSE. */
+gboolean virt_dom_error(GError **error, virDomainPtr dom, const char *fmt, ...) G_GNUC_PRINTF(3, 4);
+
 /* Open uri read-write. Registers libvirt's event loop (run in a thread of its
  * own) first, so streams work. A missing local socket says how to start
  * libvirtd. */
@@ -62,7 +65,8 @@ char *virt_log_tail(virDomainPtr dom, gsize max_bytes);
  * channel or console; EOF on fd when the stream ends. */
 struct virt_link;
 /* The virtio-serial channel named name (e.g. org.ivlab.agent.0). */
-struct virt_link *virt_open_channel(virDomainPtr dom, const char *name, GError **error);
+struct virt_link *virt_open_channel(virDomainPtr dom, const char *name, gboolean force,
+				    GError **error);
 /* The serial console; force takes it over from another client. */
 struct virt_link *virt_open_console(virDomainPtr dom, gboolean force, GError **error);
 int virt_link_fd(const struct virt_link *link);

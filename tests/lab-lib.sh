@@ -53,7 +53,7 @@ leftovers() {
 	for f in /dev/shm/ivlab-"$1"-*; do
 		[ -e "$f" ] && echo "shm $f"
 	done
-	pgrep -af "ivlab server.*$state/labs/$1/" | sed 's/^/process /'
+	pgrep -af "[i]vlab server.*$state/labs/$1/" | sed 's/^/process /'
 	return 0
 }
 
