@@ -135,6 +135,26 @@ if command -v flock >/dev/null 2>&1 && [ -f "$state/images/x86_64/manifest" ]; t
 	check "...finding the image up to date" grep -q "image up to date" "$scratch/wait.out"
 fi
 
+# Without arm64 in dpkg's architectures, the aarch64 build says what to do
+# (a dpkg that knows only amd64 stands in for such a host).
+mkdir -p "$scratch/fakebin"
+cat >"$scratch/fakebin/dpkg" <<'EOT'
+#!/bin/sh
+case $1 in
+--print-architecture) echo amd64 ;;
+--print-foreign-architectures) ;;
+*) exit 2 ;;
+esac
+EOT
+chmod +x "$scratch/fakebin/dpkg"
+if [ "$(uname -m)" = x86_64 ]; then
+	IVLAB_STATE_DIR="$scratch/nostate" PATH="$scratch/fakebin:$PATH" \
+		"$IVLAB" image build --arch aarch64 >/dev/null 2>"$scratch/err"
+	check "no arm64 packages: the aarch64 build fails" [ $? -eq 1 ]
+	check "...telling how to add them" grep -q "arm64 packages are not available to apt: run 'dpkg --add-architecture arm64 && apt-get update'" "$scratch/err"
+	check "...having downloaded nothing" [ ! -d "$scratch/nostate/cache/debs" ] || [ -z "$(ls "$scratch/nostate/cache/debs")" ]
+fi
+
 "$IVLAB" image build --arch sparc >/dev/null 2>"$scratch/err"
 check "an unknown --arch is a usage error" [ $? -eq 2 ]
 check "...naming the choices" grep -q "x86_64, aarch64 or all" "$scratch/err"

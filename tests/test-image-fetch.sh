@@ -39,6 +39,11 @@ done
 base="http://127.0.0.1:$port"
 requests() { grep -c "\"path\": \"$1\"" "$log"; }
 
+# Nothing built yet in this state dir.
+"$IVLAB" image list >"$scratch/list" 2>&1
+check "image list with no image prints only the header" [ "$(wc -l <"$scratch/list")" -eq 1 ]
+check "image list --json with no image is []" [ "$("$IVLAB" image list --json)" = "[]" ]
+
 # A first fetch downloads, a second one finds the file in the cache.
 path=$("$IVLAB" image fetch "$base/kernel.bin" --sha256 "$kernel_sha" 2>"$scratch/err")
 check "fetch downloads and prints the cached path" [ "$path" = "$cache/$kernel_sha/kernel.bin" ]
