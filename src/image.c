@@ -360,6 +360,8 @@ struct deb {
 	char *spec;     /* what apt-get download gets: name:arch=version */
 	char *filename; /* name_version_arch.deb, as apt-get download names it */
 	char *path;     /* in the cache */
+	char *sha256;   /* what apt's index says it must be, if known */
+	gboolean verified; /* the cached file was checked against sha256 */
 };
 
 static void deb_clear(struct deb *deb)
@@ -367,6 +369,7 @@ static void deb_clear(struct deb *deb)
 	g_free(deb->spec);
 	g_free(deb->filename);
 	g_free(deb->path);
+	g_free(deb->sha256);
 }
 
 static char *dpkg_arch(void)
@@ -458,7 +461,7 @@ static gboolean apt_candidates(struct deb *debs, const char *const *names, GErro
 		g_auto(GStrv) want = g_strsplit(names[i], ":", 2);
 
 		for (char **stanza = stanzas; *stanza && !debs[i].spec; stanza++) {
-			g_autofree char *package = NULL, *version = NULL, *arch = NULL;
+			g_autofree char *package = NULL, *version = NULL, *arch = NULL, *sha256 = NULL;
 			g_auto(GStrv) lines = g_strsplit(*stanza, "\n", -1);
 
 			for (char **line = lines; *line; line++) {
@@ -468,6 +471,8 @@ static gboolean apt_candidates(struct deb *debs, const char *const *names, GErro
 					version = g_strdup(*line + 9);
 				else if (g_str_has_prefix(*line, "Architecture: "))
 					arch = g_strdup(*line + 14);
+				else if (g_str_has_prefix(*line, "SHA256: "))
+					sha256 = g_strdup(*line + 8);
 			}
 			if (!package || !version || !arch || strcmp(package, want[0]) != 0 ||
 			    (want[1] && strcmp(arch, want[1]) != 0 && strcmp(arch, "all") != 0))
@@ -477,6 +482,7 @@ static gboolean apt_candidates(struct deb *debs, const char *const *names, GErro
 
 			debs[i].spec = g_strdup_printf("%s:%s=%s", package, arch, version);
 			debs[i].filename = g_strdup_printf("%s_%s_%s.deb", package, escaped, arch);
+			debs[i].sha256 = g_steal_pointer(&sha256);
 			if (strcmp(arch, "all") == 0) {
 				g_free(debs[i].spec);
 				debs[i].spec = g_strdup_printf("%s=%s", package, version);
@@ -547,8 +553,19 @@ static gboolean apt_download(struct deb *debs, gsize count, GError **error)
 	arg(argv, "APT::Sandbox::User=root");
 	arg(argv, "download");
 	for (gsize i = 0; i < count; i++) {
-		if (g_file_test(debs[i].path, G_FILE_TEST_IS_REGULAR))
-			continue;
+		if (g_file_test(debs[i].path, G_FILE_TEST_IS_REGULAR)) {
+			g_autofree char *have = debs[i].sha256 ? fetch_file_sha256(debs[i].path, NULL) : NULL;
+
+			if (!debs[i].sha256)
+				continue;
+			if (have && strcmp(have, debs[i].sha256) == 0) {
+				debs[i].verified = TRUE;
+				continue;
+			}
+			/* apt-get download checked it; the disk since damaged it. */
+			ivlab_info("%s: damaged in the cache, downloading it again", debs[i].path);
+			g_unlink(debs[i].path);
+		}
 		ivlab_info("downloading %s", debs[i].spec);
 		g_ptr_array_add(argv, debs[i].spec);
 	}
@@ -1331,8 +1348,11 @@ static gboolean apt_reuse(struct build *build, GKeyFile *old, const char *state,
 		g_autofree char *spec_key = g_strdup_printf("spec-%zu", i);
 		g_autofree char *file_key = g_strdup_printf("file-%zu", i);
 
+		g_autofree char *sha_key = g_strdup_printf("sha256-%zu", i);
+
 		build->debs[i].spec = g_key_file_get_string(old, MANIFEST_APT, spec_key, NULL);
 		build->debs[i].filename = g_key_file_get_string(old, MANIFEST_APT, file_key, NULL);
+		build->debs[i].sha256 = g_key_file_get_string(old, MANIFEST_APT, sha_key, NULL);
 	}
 	ivlab_debug("%s: apt's lists are unchanged since the last build", build->arch);
 	return TRUE;
@@ -1347,6 +1367,11 @@ static void apt_remember(struct build *build, const char *state, gsize first, gs
 
 		g_key_file_set_string(build->manifest, MANIFEST_APT, spec_key, build->debs[i].spec);
 		g_key_file_set_string(build->manifest, MANIFEST_APT, file_key, build->debs[i].filename);
+		if (build->debs[i].sha256) {
+			g_autofree char *sha_key = g_strdup_printf("sha256-%zu", i);
+
+			g_key_file_set_string(build->manifest, MANIFEST_APT, sha_key, build->debs[i].sha256);
+		}
 	}
 }
 
@@ -1741,7 +1766,8 @@ static gboolean build_image(struct build *build, const char *work_dir, GError **
 
 		if (!build->debs[i].path)
 			continue;
-		sha = fetch_file_sha256(build->debs[i].path, error);
+		sha = build->debs[i].verified ? g_strdup(build->debs[i].sha256) :
+						fetch_file_sha256(build->debs[i].path, error);
 		if (!sha)
 			return FALSE;
 		g_key_file_set_string(build->manifest, MANIFEST_DEBS, build->debs[i].filename, sha);

@@ -29,8 +29,16 @@ export IVLAB_STATE_DIR="$scratch/state"
 # not look like changes to the images built here.
 cp -r "$top_srcdir/src/guest" "$scratch/guest-sources"
 export IVLAB_GUEST_DIR="$scratch/guest-sources"
-mkdir -p "$IVLAB_STATE_DIR/cache"
-ln -s "$shared/cache/debs" "$IVLAB_STATE_DIR/cache/debs"
+# The shared packages, but a damaged busybox: it must be noticed (apt's
+# sha256) and downloaded again.
+mkdir -p "$IVLAB_STATE_DIR/cache/debs"
+for file in "$shared"/cache/debs/*.deb; do
+	ln -s "$file" "$IVLAB_STATE_DIR/cache/debs/"
+done
+busybox_deb=$(sed -n 's/^busybox-deb=//p' "$shared/images/x86_64/manifest")
+rm -f "$IVLAB_STATE_DIR/cache/debs/$busybox_deb"
+cp "$shared/cache/debs/$busybox_deb" "$IVLAB_STATE_DIR/cache/debs/$busybox_deb"
+printf 'damage' | dd of="$IVLAB_STATE_DIR/cache/debs/$busybox_deb" bs=1 seek=5000 conv=notrunc 2>/dev/null
 dir="$IVLAB_STATE_DIR/images/x86_64"
 
 log="$scratch/requests.log"
@@ -53,6 +61,8 @@ requests() { grep -c "\"path\": \"/$deb_name\"" "$log"; }
 status=$?
 check "--kernel-url builds the image" [ $status -eq 0 ]
 [ $status -eq 0 ] || diag "$(cat "$scratch/out")"
+check "...noticing the damaged busybox package" grep -q "$busybox_deb: damaged in the cache, downloading it again" "$scratch/out"
+check "...and replacing it" cmp -s "$IVLAB_STATE_DIR/cache/debs/$busybox_deb" "$shared/cache/debs/$busybox_deb"
 check "...vmlinuz and initrd.img are there" [ -s "$dir/vmlinuz" ] && [ -s "$dir/initrd.img" ]
 check "...the manifest names the URL" grep -qx "source=url $url" "$dir/manifest"
 check "...and the kernel release" grep -qx "kernel-release=$release" "$dir/manifest"
