@@ -97,7 +97,7 @@ def boot(arch, image, workdir):
     sock = os.path.join(workdir, arch + ".agent.sock")
     console = os.path.join(workdir, arch + ".console.log")
     command = qemu + [
-        "-accel", "tcg", "-m", "512", "-smp", "1", "-display", "none", "-monitor", "none",
+        "-accel", "tcg", "-m", "512", "-smp", "1", "-display", "none", "-monitor", "none", "-nic", "none",
         "-no-reboot", "-serial", "file:" + console,
         "-kernel", image["vmlinuz"], "-initrd", image["initrd"],
         "-append", "console=%s panic=-1 ivlab.guest=boot-%s ivlab.lab=image-test" % (image["console"], arch),
