@@ -68,7 +68,8 @@ const char *agent_link_name(const struct agent_link *link)
 	return link->name;
 }
 
-static gboolean send_line(struct agent_link *link, const char *line, GError **error)
+static gboolean send_line(struct agent_link *link, const char *verb, const char *line,
+			  GError **error)
 {
 	g_autofree char *framed = g_strconcat(line, "\n", NULL);
 	const char *data = framed;
@@ -86,7 +87,8 @@ static gboolean send_line(struct agent_link *link, const char *line, GError **er
 		if (done < 0) {
 			link->broken = TRUE;
 			g_set_error(error, IVLAB_ERROR, IVLAB_ERROR_FAILED,
-				    "%s: agent: cannot send: %s", link->name, g_strerror(errno));
+				    "%s: agent: %s: cannot send: %s", link->name, verb,
+				    g_strerror(errno));
 			return FALSE;
 		}
 		data += done;
@@ -266,7 +268,7 @@ static gboolean send_request(struct agent_link *link, const char *line, GError *
 		return FALSE;
 	}
 	ivlab_debug("%s: agent <- %.200s", link->name, line);
-	if (!send_line(link, line, error))
+	if (!send_line(link, verb, line, error))
 		return FALSE;
 	g_queue_push_tail(&link->verbs, g_steal_pointer(&verb));
 	return TRUE;
@@ -314,7 +316,7 @@ AgentReply *agent_hello(struct agent_link *link, int timeout_ms, GError **error)
 	gint64 deadline = g_get_monotonic_time() + (gint64)timeout_ms * 1000;
 	guint outstanding = 0;
 
-	if (!send_line(link, "hello", error))
+	if (!send_line(link, "hello", "hello", error))
 		return NULL;
 	outstanding++;
 	for (;;) {
@@ -326,7 +328,7 @@ AgentReply *agent_hello(struct agent_link *link, int timeout_ms, GError **error)
 			return NULL;
 		if (is_ready_line(line)) {
 			/* The agent (re)opened its port: a hello sent before may be lost. */
-			if (!send_line(link, "hello", error))
+			if (!send_line(link, "hello", "hello", error))
 				return NULL;
 			outstanding++;
 			continue;

@@ -2,14 +2,8 @@
  * define and start every guest, and wait for each agent's hello. */
 #include "config.h"
 
-#include <errno.h>
-#include <poll.h>
 #include <string.h>
-#include <unistd.h>
 
-#include "agentlink.h"
-#include "domxml.h"
-#include "host.h"
 #include "ivlab.h"
 #include "lab.h"
 #include "labrun.h"
@@ -206,8 +200,8 @@ static gboolean cmd_up_exec(struct ivlab_ctx *ctx, int argc, char **argv, GError
 	/* Something of this lab already exists: the same lab (no-op or finish
 	 * it), a changed lab file, or another lab file of the same name. */
 	if (labrun_exists(run) || domains->len) {
-		const char *up_path = labrun_lab_path(run);
-		const char *up_digest = labrun_lab_digest(run);
+		g_autofree char *up_path = labrun_lab_path(run);
+		g_autofree char *up_digest = labrun_lab_digest(run);
 		g_autofree char *diff = lab_differences(lab, run, domains, wanted_xml);
 		g_autofree char *canon_up = up_path ? g_canonicalize_filename(up_path, NULL) : NULL;
 		g_autofree char *canon_now = g_canonicalize_filename(path, NULL);

@@ -85,32 +85,14 @@ void labrun_set_lab(struct labrun *run, const char *lab_path, const char *digest
 	g_key_file_set_string(run->keys, GROUP_LAB, "sha256", digest);
 }
 
-static const char *lab_value(const struct labrun *run, const char *key)
+char *labrun_lab_path(const struct labrun *run)
 {
-	static GHashTable *values; /* keeps returned strings alive */
-	char *value = g_key_file_get_string(run->keys, GROUP_LAB, key, NULL);
-
-	if (!value)
-		return NULL;
-	if (!values)
-		values = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
-	char *kept = g_hash_table_lookup(values, value);
-	if (kept) {
-		g_free(value);
-		return kept;
-	}
-	g_hash_table_add(values, value);
-	return value;
+	return g_key_file_get_string(run->keys, GROUP_LAB, "file", NULL);
 }
 
-const char *labrun_lab_path(const struct labrun *run)
+char *labrun_lab_digest(const struct labrun *run)
 {
-	return lab_value(run, "file");
-}
-
-const char *labrun_lab_digest(const struct labrun *run)
-{
-	return lab_value(run, "sha256");
+	return g_key_file_get_string(run->keys, GROUP_LAB, "sha256", NULL);
 }
 
 void labrun_set_domain_xml(struct labrun *run, const char *domain, const char *xml)
@@ -257,6 +239,26 @@ static void remove_shm(const char *name, GError **error)
 					      path, g_strerror(errno)));
 }
 
+struct removal {
+	virDomainPtr dom;
+	gboolean keep;
+	GError *error;
+};
+
+/* libvirt takes a second or two to stop a QEMU: all of them at once. */
+static gpointer remove_domain(gpointer data)
+{
+	struct removal *removal = data;
+
+	if (removal->keep) {
+		if (virt_destroy(removal->dom, &removal->error))
+			ivlab_info("%s: stopped (kept defined)", virDomainGetName(removal->dom));
+	} else if (virt_undefine(removal->dom, &removal->error)) {
+		ivlab_info("%s: destroyed and undefined", virDomainGetName(removal->dom));
+	}
+	return NULL;
+}
+
 gboolean labrun_teardown(virConnectPtr conn, const char *lab_name, const struct lab *lab,
 			 gboolean keep, GError **error)
 {
@@ -272,17 +274,18 @@ gboolean labrun_teardown(virConnectPtr conn, const char *lab_name, const struct 
 	/* Guests first: QEMU holds the servers' sockets and the shm. */
 	domains = virt_lab_domains(conn, lab_name, &err);
 	keep_first(&first, err);
-	for (guint i = 0; domains && i < domains->len; i++) {
-		virDomainPtr dom = g_ptr_array_index(domains, i);
+	guint count = domains ? domains->len : 0;
+	g_autofree struct removal *removals = g_new0(struct removal, count);
+	g_autofree GThread **threads = g_new0(GThread *, count);
 
-		err = NULL;
-		if (keep) {
-			if (virt_destroy(dom, &err))
-				ivlab_info("%s: stopped (kept defined)", virDomainGetName(dom));
-		} else if (virt_undefine(dom, &err)) {
-			ivlab_info("%s: destroyed and undefined", virDomainGetName(dom));
-		}
-		keep_first(&first, err);
+	for (guint i = 0; i < count; i++) {
+		removals[i].dom = g_ptr_array_index(domains, i);
+		removals[i].keep = keep;
+		threads[i] = g_thread_new("remove", remove_domain, &removals[i]);
+	}
+	for (guint i = 0; i < count; i++) {
+		g_thread_join(threads[i]);
+		keep_first(&first, removals[i].error);
 	}
 
 	/* Servers: those recorded, those of the lab file, and any socket or

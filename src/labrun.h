@@ -28,8 +28,8 @@ gboolean labrun_save(struct labrun *run, GError **error);
 
 /* The lab file and each guest's domain XML as `up` used them. */
 void labrun_set_lab(struct labrun *run, const char *lab_path, const char *digest);
-const char *labrun_lab_path(const struct labrun *run);
-const char *labrun_lab_digest(const struct labrun *run);
+char *labrun_lab_path(const struct labrun *run);
+char *labrun_lab_digest(const struct labrun *run);
 void labrun_set_domain_xml(struct labrun *run, const char *domain, const char *xml);
 char *labrun_domain_xml(const struct labrun *run, const char *domain);
 

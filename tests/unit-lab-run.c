@@ -148,7 +148,8 @@ static void test_link(void)
 	/* The agent went away: an error naming the guest and the verb. */
 	reply = agent_request(link, 5000, &error, "irqcount region=r");
 	g_assert_null(reply);
-	g_assert_nonnull(strstr(error->message, "irqcount: the channel closed"));
+	/* Closed before the request went out, or before its answer came. */
+	g_assert_true(g_str_has_prefix(error->message, "g: agent: irqcount: "));
 	g_assert_true(agent_link_broken(link));
 	g_thread_join(thread);
 }
