@@ -199,6 +199,18 @@ static gboolean cmd_up_exec(struct ivlab_ctx *ctx, int argc, char **argv, GError
 
 	/* Something of this lab already exists: the same lab (no-op or finish
 	 * it), a changed lab file, or another lab file of the same name. */
+	if (!labrun_exists(run) && domains->len) {
+		g_autoptr(GString) names = g_string_new(NULL);
+
+		for (guint d = 0; d < domains->len; d++)
+			g_string_append_printf(names, "%s%s", d ? ", " : "",
+					       virDomainGetName(g_ptr_array_index(domains, d)));
+		g_set_error(error, IVLAB_ERROR, IVLAB_ERROR_FAILED,
+			    "lab '%s': its domains exist (%s) but %s has no record of them (brought "
+			    "up with another IVLAB_STATE_DIR?); run 'ivlab down %s' there, or here to "
+			    "remove them", lab->name, names->str, run->dir, lab->name);
+		return FALSE;
+	}
 	if (labrun_exists(run) || domains->len) {
 		g_autofree char *up_path = labrun_lab_path(run);
 		g_autofree char *up_digest = labrun_lab_digest(run);

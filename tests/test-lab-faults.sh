@@ -39,6 +39,15 @@ diag "$(tail -3 "$scratch/noimage.log")"
 check "up with a missing image source leaves nothing behind" \
 	sh -c "[ ! -e '$scratch/state/labs/$name' ] && [ -z \"\$(virsh -q list --all --name | grep '^$name-')\" ] && ! ls /dev/shm/ivlab-$name-* >/dev/null 2>&1"
 
+# Guests that do not come up in time (no guest boots in a second under TCG
+# or KVM with an initramfs to unpack): named with their console, undone.
+"$IVLAB" -f "$lab" up --timeout 1 >"$scratch/slow.log" 2>&1
+status=$?
+check "up whose guests do not come up in time fails naming them" \
+	sh -c "[ $status -eq 1 ] && grep -q 'guests failed to come up (timeout 1 s) (left, right\|right, left)' '$scratch/slow.log' && grep -q 'console: \|printed nothing' '$scratch/slow.log'"
+diag "$(grep -v 'console: ' "$scratch/slow.log" | tail -4)"
+check_clean "$name" "the failed up was undone"
+
 # The lab up for real, for the faults that need one.
 if ! run_logged up "$IVLAB" -f "$lab" up; then
 	not_ok "up"
@@ -58,6 +67,11 @@ check "up of a different lab with the same name fails and names the running one"
 diag "$(cat "$scratch/collide.log")"
 after=$(virsh -q list --all --uuid | sort)
 check "the collision created no domain" test "$before" = "$after"
+mkdir -p "$scratch/state2"
+IVLAB_STATE_DIR=$scratch/state2 "$IVLAB" -f "$lab" up >"$scratch/state2.log" 2>&1
+status=$?
+check "up of the running lab from another state dir fails and says why" \
+	sh -c "[ $status -eq 1 ] && grep -q 'has no record of them' '$scratch/state2.log' && [ ! -e '$scratch/state2/labs/$name' ]"
 check "the running lab is untouched" \
 	run_logged agents "$IVLAB" -f "$lab" test --filter 'agent/*' --tap
 
