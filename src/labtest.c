@@ -381,9 +381,12 @@ static void host_attach(struct suite *suite)
 			result(suite, name, started, REPORT_FAIL,
 			       "the host maps %" G_GUINT64_FORMAT " bytes, the region has %" G_GUINT64_FORMAT,
 			       hr->size, hr->region->size);
-		else if (hr->peer)
+		else if (hr->peer) {
+			g_autoptr(GArray) known = peer_list(hr->peer);
+
 			result(suite, name, started, REPORT_PASS, "host peer id %d, %u vectors, %u peers known",
-			       peer_id(hr->peer), peer_vectors(hr->peer), peer_list(hr->peer)->len);
+			       peer_id(hr->peer), peer_vectors(hr->peer), known->len);
+		}
 		else
 			result(suite, name, started, REPORT_PASS, "mapped /dev/shm/ivlab-%s-%s",
 			       suite->lab->name, hr->region->name);
