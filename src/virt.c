@@ -353,11 +353,21 @@ struct virt_link {
 	gboolean stream_done;
 };
 
+/* The event loop drops its references asynchronously; virt_link_close()
+ * waits for that on this condition. */
+static GMutex links_lock;
+static GCond links_cond;
+
 static void link_unref(void *opaque)
 {
 	struct virt_link *link = opaque;
+	gboolean last;
 
-	if (!g_atomic_int_dec_and_test(&link->refs))
+	g_mutex_lock(&links_lock);
+	last = g_atomic_int_dec_and_test(&link->refs);
+	g_cond_broadcast(&links_cond);
+	g_mutex_unlock(&links_lock);
+	if (!last)
 		return;
 	if (link->pump_fd >= 0)
 		close(link->pump_fd);
@@ -502,14 +512,16 @@ static struct virt_link *link_new(virDomainPtr dom, GError **error)
 	return link;
 }
 
-/* Once the stream is open: start pumping. The callbacks own a ref each. */
+/* Once the stream is open: start pumping. The fd watch owns a reference,
+ * dropped by the event loop once the watch is gone. The stream callback
+ * owns none: libvirt 9 does not call its free function when the callback is
+ * removed; it runs in the event thread, as the watch's free function does,
+ * so it is over by the time the link is freed. */
 static struct virt_link *link_start(struct virt_link *link, virDomainPtr dom, GError **error)
 {
-	g_atomic_int_inc(&link->refs);
 	if (virStreamEventAddCallback(link->stream, VIR_STREAM_EVENT_READABLE |
 				      VIR_STREAM_EVENT_ERROR | VIR_STREAM_EVENT_HANGUP,
-				      link_stream_event, link, link_unref) < 0) {
-		link_unref(link);
+				      link_stream_event, link, NULL) < 0) {
 		virt_dom_error(error, dom, "cannot watch the stream");
 		virt_link_close(link);
 		return NULL;
@@ -584,5 +596,13 @@ void virt_link_close(struct virt_link *link)
 	if (link->fd >= 0)
 		close(link->fd);
 	link->fd = -1;
+	/* Let the event loop let go first (it does within an iteration). */
+	gint64 deadline = g_get_monotonic_time() + G_TIME_SPAN_SECOND;
+
+	g_mutex_lock(&links_lock);
+	while (g_atomic_int_get(&link->refs) > 1 &&
+	       g_cond_wait_until(&links_cond, &links_lock, deadline))
+		;
+	g_mutex_unlock(&links_lock);
 	link_unref(link);
 }
