@@ -3,10 +3,9 @@
 
 #include <stdio.h>
 
-#include "domxml.h"
-#include "host.h"
 #include "ivlab.h"
 #include "lab.h"
+#include "labup.h"
 
 extern const struct ivlab_cmd cmd_xml_entry;
 
@@ -37,12 +36,8 @@ static gboolean cmd_xml_exec(struct ivlab_ctx *ctx, int argc, char **argv, GErro
 
 	for (guint i = 0; i < guests->len; i++) {
 		struct lab_guest *guest = g_ptr_array_index(guests, i);
-		g_autofree char *why = NULL;
-		gboolean kvm = host_pick_kvm(lab->accel, guest->arch, &why);
-		g_autofree char *xml = NULL;
+		g_autofree char *xml = labup_domain_xml(lab, guest, error);
 
-		ivlab_debug("%s: accelerator %s", guest->name, why);
-		xml = domxml_build(lab, guest, kvm, error);
 		if (!xml)
 			return FALSE;
 		fputs(xml, stdout);

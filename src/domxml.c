@@ -221,8 +221,16 @@ char *domxml_build(const struct lab *lab, const struct lab_guest *guest, gboolea
 	add_metadata(domain, lab, guest);
 	memory = g_strdup_printf("%" G_GUINT64_FORMAT, guest->memory >> 10);
 	attr(child(domain, "memory", memory), "unit", "KiB");
-	vcpus = g_strdup_printf("%u", guest->vcpus);
-	child(domain, "vcpu", vcpus);
+	/* TCG emits real atomics for a guest's locked instructions only when the
+	 * machine may have more than one vCPU (CF_PARALLEL); with one, an atomic
+	 * add is a plain read-modify-write that races with the other guests on
+	 * shared memory. So a one-vCPU TCG guest runs one vCPU of a possible two. */
+	if (!kvm && guest->vcpus == 1) {
+		attr(child(domain, "vcpu", "2"), "current", "1");
+	} else {
+		vcpus = g_strdup_printf("%u", guest->vcpus);
+		child(domain, "vcpu", vcpus);
+	}
 	add_os(domain, lab, guest);
 	if (is_aarch64(guest)) {
 		/* Direct kernel boot without UEFI: no ACPI; the GIC comes from the machine. */

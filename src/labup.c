@@ -7,16 +7,11 @@
 #include <string.h>
 #include <unistd.h>
 
-#include <libxml/parser.h>
-#include <libxml/tree.h>
-
 #include "domxml.h"
 #include "host.h"
 #include "image.h"
 #include "ivlab.h"
 #include "labup.h"
-
-G_DEFINE_AUTOPTR_CLEANUP_FUNC(xmlDoc, xmlFreeDoc)
 
 #define CONSOLE_KEEP (64 * 1024)
 #define CONSOLE_TAIL_LINES 25
@@ -25,38 +20,9 @@ char *labup_domain_xml(const struct lab *lab, const struct lab_guest *guest, GEr
 {
 	g_autofree char *why = NULL;
 	gboolean kvm = host_pick_kvm(lab->accel, guest->arch, &why);
-	g_autofree char *xml = domxml_build(lab, guest, kvm, error);
-	g_autoptr(xmlDoc) doc = NULL;
-	xmlNode *root, *node;
-	xmlChar *text = NULL;
-	int length = 0;
 
-	if (!xml)
-		return NULL;
 	ivlab_debug("%s: accelerator %s", guest->name, why);
-	if (kvm || guest->vcpus > 1)
-		return g_steal_pointer(&xml);
-	/* TCG emits real atomics for a guest's locked instructions only when
-	 * the machine may have more than one vCPU (CF_PARALLEL); with one, a
-	 * guest's atomic add is a plain read-modify-write that races with other
-	 * guests on shared memory. One vCPU runs, a second is possible. */
-	doc = xmlReadMemory(xml, strlen(xml), "domain.xml", NULL, XML_PARSE_NONET);
-	root = doc ? xmlDocGetRootElement(doc) : NULL;
-	for (node = root ? root->children : NULL; node; node = node->next)
-		if (node->type == XML_ELEMENT_NODE && strcmp((const char *)node->name, "vcpu") == 0)
-			break;
-	if (!node)
-		return g_steal_pointer(&xml);
-	xmlSetProp(node, (const xmlChar *)"current", (const xmlChar *)"1");
-	xmlNodeSetContent(node, (const xmlChar *)"2");
-	xmlDocDumpFormatMemoryEnc(doc, &text, &length, "UTF-8", 1);
-	if (!text)
-		return g_steal_pointer(&xml);
-	char *body = strstr((char *)text, "<domain");
-	char *result = g_strdup(body ? body : (char *)text);
-
-	xmlFree(text);
-	return result;
+	return domxml_build(lab, guest, kvm, error);
 }
 
 gboolean labup_ensure_images(const struct lab *lab, GError **error)
