@@ -65,21 +65,10 @@ static char *manifest_path(const char *arch)
 	return g_build_filename(dir, "manifest", NULL);
 }
 
-static gboolean fail(GError **error, const char *fmt, ...) G_GNUC_PRINTF(2, 3);
-static gboolean fail(GError **error, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	g_autofree char *text = g_strdup_vprintf(fmt, ap);
-	va_end(ap);
-	g_set_error_literal(error, IVLAB_ERROR, IVLAB_ERROR_FAILED, text);
-	return FALSE;
-}
 
 static gboolean fail_errno(GError **error, const char *path)
 {
-	return fail(error, "%s: %s", path, g_strerror(errno));
+	return ivlab_fail(error, "%s: %s", path, g_strerror(errno));
 }
 
 /* --- helpers: commands, files, directories ------------------------------ */
@@ -105,14 +94,14 @@ static gboolean run_command(const char *const *argv, const char *cwd, char **out
 	ivlab_debug("running: %s", line);
 	if (!g_spawn_sync(cwd, (char **)argv, NULL, G_SPAWN_SEARCH_PATH, NULL, NULL, &out, &err,
 			  &status, &spawn_error))
-		return fail(error, "%s: %s", argv[0], spawn_error->message);
+		return ivlab_fail(error, "%s: %s", argv[0], spawn_error->message);
 	if (!g_spawn_check_wait_status(status, NULL)) {
 		g_autofree char *all = g_strconcat(out, err, NULL);
 		g_auto(GStrv) lines = g_strsplit(g_strstrip(all), "\n", -1);
 		guint n = g_strv_length(lines), first = n > 12 ? n - 12 : 0;
 		g_autofree char *tail = g_strjoinv("\n", lines + first);
 
-		return fail(error, "%s failed:\n%s", line, tail);
+		return ivlab_fail(error, "%s failed:\n%s", line, tail);
 	}
 	if (ivlab_verbosity() >= 3 && *err)
 		fputs(err, stderr);
@@ -248,7 +237,7 @@ static char *find_guest_dir(GError **error)
 		if (g_file_test(kbuild, G_FILE_TEST_EXISTS))
 			return g_steal_pointer(&dir);
 	}
-	fail(error, "image: the guest sources (Kbuild, ivlab_drv.c, init) are not in %s/src/guest",
+	ivlab_fail(error, "image: the guest sources (Kbuild, ivlab_drv.c, init) are not in %s/src/guest",
 	     ivlab_datadir());
 	return NULL;
 }
@@ -267,7 +256,7 @@ static char *find_agent(const char *arch, GError **error)
 
 		if (g_file_test(path, G_FILE_TEST_IS_REGULAR))
 			return g_steal_pointer(&path);
-		fail(error, "image: no agent %s in $IVLAB_AGENT_DIR (%s)", name, env);
+		ivlab_fail(error, "image: no agent %s in $IVLAB_AGENT_DIR (%s)", name, env);
 		return NULL;
 	}
 	order[0] = running_from_tree() ? built : installed;
@@ -275,7 +264,7 @@ static char *find_agent(const char *arch, GError **error)
 	for (gsize i = 0; i < G_N_ELEMENTS(order); i++)
 		if (g_file_test(order[i], G_FILE_TEST_IS_REGULAR))
 			return g_strdup(order[i]);
-	fail(error, "image: the %s agent is not built (looked for %s and %s): run make%s", arch,
+	ivlab_fail(error, "image: the %s agent is not built (looked for %s and %s): run make%s", arch,
 	     order[0], order[1],
 	     strcmp(arch, "aarch64") == 0 ? " with gcc-aarch64-linux-gnu installed" : "");
 	return NULL;
@@ -318,7 +307,7 @@ static char *recipe_string(GKeyFile *file, const char *path, const char *key, GE
 
 	if (!value || !*value) {
 		g_free(value);
-		fail(error, "%s: [image] needs a value for '%s'", path, key);
+		ivlab_fail(error, "%s: [image] needs a value for '%s'", path, key);
 		return NULL;
 	}
 	return value;
@@ -333,7 +322,7 @@ static gboolean recipe_load(const char *arch, struct recipe *recipe, GError **er
 
 	recipe->path = g_build_filename(ivlab_datadir(), "images", name, NULL);
 	if (!g_key_file_load_from_file(file, recipe->path, G_KEY_FILE_NONE, &local))
-		return fail(error, "%s: %s", recipe->path, local->message);
+		return ivlab_fail(error, "%s: %s", recipe->path, local->message);
 	recipe->sha256 = fetch_file_sha256(recipe->path, error);
 	if (!recipe->sha256 ||
 	    !(recipe->debian_arch = recipe_string(file, recipe->path, "debian-arch", error)) ||
@@ -347,9 +336,9 @@ static gboolean recipe_load(const char *arch, struct recipe *recipe, GError **er
 		return FALSE;
 	recipe->modules = g_key_file_get_string_list(file, MANIFEST_IMAGE, "modules", NULL, NULL);
 	if (!recipe->modules || !recipe->modules[0])
-		return fail(error, "%s: [image] needs a list of 'modules'", recipe->path);
+		return ivlab_fail(error, "%s: [image] needs a list of 'modules'", recipe->path);
 	if (!initramfs_parse_compression(compression, &recipe->compression))
-		return fail(error, "%s: compression '%s' is not gzip, zstd or none", recipe->path,
+		return ivlab_fail(error, "%s: compression '%s' is not gzip, zstd or none", recipe->path,
 			    compression);
 	return TRUE;
 }
@@ -389,7 +378,7 @@ static gboolean apt_check_arch(const char *debian_arch, GError **error)
 	const char *const argv[] = { "dpkg", "--print-foreign-architectures", NULL };
 
 	if (!native)
-		return fail(error, "image: dpkg is not available: Debian kernels need a Debian host "
+		return ivlab_fail(error, "image: dpkg is not available: Debian kernels need a Debian host "
 				   "(or use --kernel or --kernel-url)");
 	if (strcmp(native, debian_arch) == 0)
 		return TRUE;
@@ -399,7 +388,7 @@ static gboolean apt_check_arch(const char *debian_arch, GError **error)
 		if (g_strv_contains((const char *const *)list, debian_arch))
 			return TRUE;
 	}
-	return fail(error,
+	return ivlab_fail(error,
 		    "image: %s packages are not available to apt: run 'dpkg --add-architecture %s "
 		    "&& apt-get update' (setup-host.sh does it)",
 		    debian_arch, debian_arch);
@@ -419,7 +408,7 @@ static char *apt_resolve_kernel(const struct recipe *recipe, GError **error)
 	g_autoptr(GError) local = NULL;
 
 	if (!run_command(argv, NULL, &out, &local)) {
-		fail(error, "image: apt-cache does not know %s (run 'apt-get update'): %s", meta,
+		ivlab_fail(error, "image: apt-cache does not know %s (run 'apt-get update'): %s", meta,
 		     local->message);
 		return NULL;
 	}
@@ -436,7 +425,7 @@ static char *apt_resolve_kernel(const struct recipe *recipe, GError **error)
 			*colon = '\0';
 		return g_steal_pointer(&package);
 	}
-	fail(error, "image: %s depends on no linux-image package", meta);
+	ivlab_fail(error, "image: %s depends on no linux-image package", meta);
 	return NULL;
 }
 
@@ -489,7 +478,7 @@ static gboolean apt_candidates(struct deb *debs, const char *const *names, GErro
 			}
 		}
 		if (!debs[i].spec)
-			return fail(error, "image: apt has no candidate for %s (run 'apt-get update')",
+			return ivlab_fail(error, "image: apt has no candidate for %s (run 'apt-get update')",
 				    names[i]);
 	}
 	return TRUE;
@@ -582,7 +571,7 @@ static gboolean apt_download(struct deb *debs, gsize count, GError **error)
 				if (g_file_test(got, G_FILE_TEST_IS_REGULAR) && g_rename(got, debs[i].path) != 0)
 					ok = fail_errno(error, debs[i].path);
 				else if (!g_file_test(debs[i].path, G_FILE_TEST_IS_REGULAR))
-					ok = fail(error, "image: apt-get download gave no %s", debs[i].filename);
+					ok = ivlab_fail(error, "image: apt-get download gave no %s", debs[i].filename);
 			}
 			remove_tree(tmp, NULL);
 		}
@@ -648,7 +637,7 @@ GStrv image_busybox_applets(GBytes *busybox, GError **error)
 	guint count = 0;
 
 	if (!hit) {
-		fail(error, "busybox: no applet table found in the binary");
+		ivlab_fail(error, "busybox: no applet table found in the binary");
 		return NULL;
 	}
 	for (const char *name = hit + 1; name < end && *name; count++) {
@@ -658,7 +647,7 @@ GStrv image_busybox_applets(GBytes *busybox, GError **error)
 		name += len + 1;
 	}
 	if (count < 10) {
-		fail(error, "busybox: the applet table has only %u names", count);
+		ivlab_fail(error, "busybox: the applet table has only %u names", count);
 		return NULL;
 	}
 	return g_strv_builder_end(names);
@@ -685,7 +674,7 @@ static GBytes *module_decompress(GBytes *bytes, const char *path, GError **error
 			g_byte_array_append(out, buf, got);
 	}
 	if (got < 0) {
-		fail(error, "%s: cannot decompress: %s", path,
+		ivlab_fail(error, "%s: cannot decompress: %s", path,
 		     archive_error_string(raw) ? archive_error_string(raw) : "unknown format");
 		archive_read_free(raw);
 		return NULL;
@@ -857,7 +846,7 @@ static gboolean kernel_from_deb(struct kernel *kernel, const char *deb_path, GHa
 	if (!debpkg_foreach(deb_path, scan_kernel_member, &scan, error))
 		return FALSE;
 	if (!kernel->vmlinuz)
-		return fail(error, "%s: no boot/vmlinuz-* in the package: not a linux-image package",
+		return ivlab_fail(error, "%s: no boot/vmlinuz-* in the package: not a linux-image package",
 			    deb_path);
 	return TRUE;
 }
@@ -902,7 +891,7 @@ static gboolean kernel_modules_from_dir(struct kernel *kernel, const char *dir, 
 	if (g_file_get_contents(builtin, &text, NULL, NULL))
 		parse_builtin(kernel, text);
 	if (g_hash_table_size(kernel->modules) == 0 && g_hash_table_size(kernel->builtin) == 0)
-		return fail(error, "image: %s has neither modules nor modules.builtin", dir);
+		return ivlab_fail(error, "image: %s has neither modules nor modules.builtin", dir);
 	return TRUE;
 }
 
@@ -928,7 +917,7 @@ static gboolean order_modules(struct kernel *kernel, const char *name, gboolean 
 	g_hash_table_add(seen, g_strdup(name));
 	kmod = g_hash_table_lookup(kernel->modules, name);
 	if (!kmod)
-		return fail(error, "image: %s needs the module %s, which %s does not have", kernel->release,
+		return ivlab_fail(error, "image: %s needs the module %s, which %s does not have", kernel->release,
 			    name, kernel->modules_from);
 	if (!kmod->depends && !from_deb && !kmod_load_file(kmod, error))
 		return FALSE;
@@ -1031,7 +1020,7 @@ static char *prepare_debian_kbuild(const char *release, const struct deb *header
 			g_autofree char *ours = g_build_filename(lib, *part, NULL);
 
 			if (!g_file_test(host, G_FILE_TEST_IS_DIR)) {
-				fail(error, "image: the kernel headers need the host's %s: apt-get install %s",
+				ivlab_fail(error, "image: the kernel headers need the host's %s: apt-get install %s",
 				     *part, *part);
 				return NULL;
 			}
@@ -1071,7 +1060,7 @@ static GBytes *build_module(const char *arch, const struct recipe *recipe, const
 		g_autofree char *to = g_build_filename(module_dir, sources[i], NULL);
 
 		if (!g_file_test(from, G_FILE_TEST_EXISTS)) {
-			fail(error, "image: the module source %s is missing", from);
+			ivlab_fail(error, "image: the module source %s is missing", from);
 			return NULL;
 		}
 		if (!copy_tree(from, to, error))
@@ -1080,7 +1069,7 @@ static GBytes *build_module(const char *arch, const struct recipe *recipe, const
 	g_autofree char *gcc_path = cross ? g_find_program_in_path(gcc) : NULL;
 
 	if (cross && !gcc_path) {
-		fail(error, "image: %s not found: the %s module cross-builds with it (apt-get install gcc-%s)",
+		ivlab_fail(error, "image: %s not found: the %s module cross-builds with it (apt-get install gcc-%s)",
 		     gcc, arch, strcmp(arch, "aarch64") == 0 ? "aarch64-linux-gnu" : "x86-64-linux-gnu");
 		return NULL;
 	}
@@ -1175,7 +1164,7 @@ ImageInfo *image_info_load(const char *arch, GError **error)
 	struct stat st;
 
 	if (!image_arch_is_known(arch)) {
-		fail(error, "image: unknown architecture '%s' (x86_64 or aarch64)", arch);
+		ivlab_fail(error, "image: unknown architecture '%s' (x86_64 or aarch64)", arch);
 		return NULL;
 	}
 	manifest = manifest_load(arch);
@@ -1389,7 +1378,7 @@ static gboolean apt_resolve_debs(struct build *build, GError **error)
 	release = g_strdup(image + strlen("linux-image-"));
 	flavour_suffix = g_strdup_printf("-%s", recipe->flavour);
 	if (!g_str_has_suffix(release, flavour_suffix))
-		return fail(error, "image: %s is not of the flavour %s", image, recipe->flavour);
+		return ivlab_fail(error, "image: %s is not of the flavour %s", image, recipe->flavour);
 	g_autofree char *abi = g_strndup(release, strlen(release) - strlen(flavour_suffix));
 	g_autofree char *image_q = qualified(image, recipe->debian_arch);
 	g_autofree char *headers_name = g_strdup_printf("linux-headers-%s", release);
@@ -1425,7 +1414,7 @@ static gboolean custom_inputs(struct build *build, GKeyFile *old, GError **error
 
 	if (source->kernel_build_dir) {
 		if (!g_file_test(source->kernel_build_dir, G_FILE_TEST_IS_DIR))
-			return fail(error, "image: --kernel-build-dir %s is not a directory",
+			return ivlab_fail(error, "image: --kernel-build-dir %s is not a directory",
 				    source->kernel_build_dir);
 		build->build_dir = g_canonicalize_filename(source->kernel_build_dir, NULL);
 		g_autofree char *identity = build_dir_identity(build->build_dir);
@@ -1433,15 +1422,15 @@ static gboolean custom_inputs(struct build *build, GKeyFile *old, GError **error
 	}
 	if (source->kind == IMAGE_SOURCE_URL) {
 		if (!source->kernel_url || !source->kernel_sha256)
-			return fail(error, "image: --kernel-url needs --kernel-sha256");
+			return ivlab_fail(error, "image: --kernel-url needs --kernel-sha256");
 		if (!fetch_sha256_is_valid(source->kernel_sha256))
-			return fail(error, "image: --kernel-sha256 must be 64 hex digits, not '%s'",
+			return ivlab_fail(error, "image: --kernel-sha256 must be 64 hex digits, not '%s'",
 				    source->kernel_sha256);
 		kernel_sha = g_ascii_strdown(source->kernel_sha256, -1);
 		build->source_text = g_strdup_printf("url %s", source->kernel_url);
 	} else {
 		if (!source->kernel_path || !source->kernel_build_dir)
-			return fail(error, "image: --kernel needs --kernel-build-dir (to build the module)");
+			return ivlab_fail(error, "image: --kernel needs --kernel-build-dir (to build the module)");
 		build->kernel_file = g_canonicalize_filename(source->kernel_path, NULL);
 		kernel_sha = fetch_file_sha256(build->kernel_file, error);
 		if (!kernel_sha)
@@ -1481,7 +1470,7 @@ static char *build_dir_release(const char *dir, GError **error)
 			return g_strndup(start + 1, end - start - 1);
 	}
 	if (!g_file_get_contents(path, &text, NULL, NULL)) {
-		fail(error, "image: %s has no include/generated/utsrelease.h: not a prepared kernel "
+		ivlab_fail(error, "image: %s has no include/generated/utsrelease.h: not a prepared kernel "
 			    "build directory",
 		     dir);
 		return NULL;
@@ -1530,7 +1519,7 @@ static gboolean gather_kernel(struct build *build, struct kernel *kernel, GHashT
 		const struct recipe *recipe = &build->recipe;
 		g_autofree char *suffix = g_strdup_printf("-%s", recipe->flavour);
 		if (!g_str_has_suffix(kernel->release, suffix))
-			return fail(error, "image: %s: give --kernel-build-dir to build the module for %s",
+			return ivlab_fail(error, "image: %s: give --kernel-build-dir to build the module for %s",
 				    kernel_file, kernel->release);
 		g_autofree char *abi = g_strndup(kernel->release, strlen(kernel->release) - strlen(suffix));
 		g_autofree char *headers_name = g_strdup_printf("linux-headers-%s", kernel->release);
@@ -1549,7 +1538,7 @@ static gboolean gather_kernel(struct build *build, struct kernel *kernel, GHashT
 	/* A bare bzImage/Image: modules from the build directory, or from the
 	 * host's /lib/modules/RELEASE when the directory has none. */
 	if (!build->build_dir)
-		return fail(error, "image: %s is a bare kernel image: give --kernel-build-dir to build "
+		return ivlab_fail(error, "image: %s is a bare kernel image: give --kernel-build-dir to build "
 				   "the module against",
 			    kernel_file);
 	g_autoptr(GMappedFile) mapped = g_mapped_file_new(kernel_file, FALSE, error);
@@ -1567,7 +1556,7 @@ static gboolean gather_kernel(struct build *build, struct kernel *kernel, GHashT
 		memset(kernel, 0, sizeof(*kernel));
 		kernel->release = g_steal_pointer(&release);
 		if (!g_file_test(installed, G_FILE_TEST_IS_DIR))
-			return fail(error, "%s; nor is there %s", dir_error->message, installed);
+			return ivlab_fail(error, "%s; nor is there %s", dir_error->message, installed);
 		if (!kernel_modules_from_dir(kernel, installed, error))
 			return FALSE;
 	}
@@ -1603,7 +1592,7 @@ static GBytes *busybox_from_deb(const char *deb_path, GError **error)
 		return NULL;
 	}
 	if (!scan.busybox)
-		fail(error, "%s: no bin/busybox in the package", deb_path);
+		ivlab_fail(error, "%s: no bin/busybox in the package", deb_path);
 	return scan.busybox;
 }
 
@@ -1742,7 +1731,7 @@ static gboolean build_image(struct build *build, const char *work_dir, GError **
 	vermagic = image_modinfo(ivlab_ko, "vermagic");
 	if (!vermagic || !g_str_has_prefix(vermagic, kernel.release) ||
 	    vermagic[strlen(kernel.release)] != ' ')
-		return fail(error, "image: the module was built for '%s' but the kernel is %s "
+		return ivlab_fail(error, "image: the module was built for '%s' but the kernel is %s "
 				   "(wrong build directory?)",
 			    vermagic ? vermagic : "?", kernel.release);
 	if (!build->debs[DEB_BUSYBOX].path && !apt_download(&build->debs[DEB_BUSYBOX], 1, error))
@@ -1820,7 +1809,7 @@ gboolean image_ensure(const char *arch, const struct image_source *source, GErro
 	gboolean ok, old_intact;
 
 	if (!image_arch_is_known(arch))
-		return fail(error, "image: unknown architecture '%s' (x86_64 or aarch64)", arch);
+		return ivlab_fail(error, "image: unknown architecture '%s' (x86_64 or aarch64)", arch);
 	build.arch = arch;
 	build.image_dir = ivlab_image_dir(arch);
 	images = g_path_get_dirname(build.image_dir);

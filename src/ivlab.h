@@ -43,6 +43,11 @@ gboolean cmd_parse(const struct ivlab_cmd *cmd, const GOptionEntry *entries,
 gboolean cmd_usage_error(GError **error, const struct ivlab_cmd *cmd,
 			 const char *fmt, ...) G_GNUC_PRINTF(3, 4);
 
+/* Set IVLAB_ERROR_FAILED with a formatted message; returns FALSE. */
+gboolean ivlab_fail(GError **error, const char *fmt, ...) G_GNUC_PRINTF(2, 3);
+/* The keys of a table keyed by GUINT_TO_POINTER(id), sorted, as guints. */
+GArray *ivlab_sorted_ids(GHashTable *table);
+
 /* Messages for people, on stderr; main() alone prints errors. */
 void ivlab_set_verbosity(int verbose, gboolean quiet);
 int ivlab_verbosity(void);

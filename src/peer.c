@@ -41,18 +41,7 @@ struct peer {
 	int partial_fd;
 };
 
-static gboolean peer_fail(GError **error, const char *fmt, ...) G_GNUC_PRINTF(2, 3);
 
-static gboolean peer_fail(GError **error, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	g_autofree char *text = g_strdup_vprintf(fmt, ap);
-	va_end(ap);
-	g_set_error_literal(error, IVLAB_ERROR, IVLAB_ERROR_FAILED, text);
-	return FALSE;
-}
 
 static void remote_free(gpointer data)
 {
@@ -103,7 +92,7 @@ static int read_message(struct peer *peer, gint64 *value, int *fd, GError **erro
 		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
 			return 1;
 		if (n < 0)
-			return peer_fail(error, "%s: recv: %s", peer->socket_path, g_strerror(errno)), -1;
+			return ivlab_fail(error, "%s: recv: %s", peer->socket_path, g_strerror(errno)), -1;
 		for (struct cmsghdr *cmsg = CMSG_FIRSTHDR(&hdr); cmsg; cmsg = CMSG_NXTHDR(&hdr, cmsg)) {
 			if (cmsg->cmsg_level != SOL_SOCKET || cmsg->cmsg_type != SCM_RIGHTS)
 				continue;
@@ -119,9 +108,9 @@ static int read_message(struct peer *peer, gint64 *value, int *fd, GError **erro
 			}
 		}
 		if (hdr.msg_flags & MSG_CTRUNC)
-			return peer_fail(error, "%s: too many fds in one message", peer->socket_path), -1;
+			return ivlab_fail(error, "%s: too many fds in one message", peer->socket_path), -1;
 		if (n == 0)
-			return peer_fail(error, "%s: the server closed the connection", peer->socket_path), -1;
+			return ivlab_fail(error, "%s: the server closed the connection", peer->socket_path), -1;
 		peer->partial_len += n;
 		if (peer->partial_len < sizeof(peer->partial))
 			continue;
@@ -145,12 +134,12 @@ static gboolean handle_message(struct peer *peer, gint64 value, int fd, GError *
 	if (value < 0 || value > SERVER_PEER_ID_MAX) {
 		if (fd >= 0)
 			close(fd);
-		return peer_fail(error, "%s: protocol error: peer id %" G_GINT64_FORMAT " out of range",
+		return ivlab_fail(error, "%s: protocol error: peer id %" G_GINT64_FORMAT " out of range",
 				 peer->socket_path, value);
 	}
 	if (value == peer->id) {
 		if (fd < 0)
-			return peer_fail(error, "%s: protocol error: the server disconnected us",
+			return ivlab_fail(error, "%s: protocol error: the server disconnected us",
 					 peer->socket_path);
 		if (peer->nvectors >= SERVER_VECTORS_MAX) {
 			close(fd);
@@ -230,7 +219,7 @@ static gboolean read_setup(struct peer *peer, int timeout_ms, GError **error)
 
 		status = next_message(peer, deadline, &value, &fd, &local);
 		if (status < 0 && step == 0 && g_str_has_suffix(local->message, "closed the connection"))
-			return peer_fail(error, "%s: the server refused us (closed before the setup: "
+			return ivlab_fail(error, "%s: the server refused us (closed before the setup: "
 					 "at its --max-peers, or out of fds? see its log)",
 					 peer->socket_path);
 		if (status < 0) {
@@ -238,19 +227,19 @@ static gboolean read_setup(struct peer *peer, int timeout_ms, GError **error)
 			return FALSE;
 		}
 		if (status > 0)
-			return peer_fail(error, "%s: the server sent no setup within %d ms",
+			return ivlab_fail(error, "%s: the server sent no setup within %d ms",
 					 peer->socket_path, timeout_ms);
 		if (step < 2 && fd >= 0) {
 			close(fd);
-			return peer_fail(error, "%s: protocol error: unexpected fd in message %d",
+			return ivlab_fail(error, "%s: protocol error: unexpected fd in message %d",
 					 peer->socket_path, step + 1);
 		}
 		if (step == 0 && value != 0)
-			return peer_fail(error, "%s: unsupported protocol version %" G_GINT64_FORMAT,
+			return ivlab_fail(error, "%s: unsupported protocol version %" G_GINT64_FORMAT,
 					 peer->socket_path, value);
 		if (step == 1) {
 			if (value < 0 || value > SERVER_PEER_ID_MAX)
-				return peer_fail(error, "%s: protocol error: bad id %" G_GINT64_FORMAT,
+				return ivlab_fail(error, "%s: protocol error: bad id %" G_GINT64_FORMAT,
 						 peer->socket_path, value);
 			peer->id = (int)value;
 		}
@@ -258,19 +247,19 @@ static gboolean read_setup(struct peer *peer, int timeout_ms, GError **error)
 			if (value != -1 || fd < 0) {
 				if (fd >= 0)
 					close(fd);
-				return peer_fail(error, "%s: protocol error: expected the shared "
+				return ivlab_fail(error, "%s: protocol error: expected the shared "
 						 "memory, got %" G_GINT64_FORMAT, peer->socket_path, value);
 			}
 			peer->shm_fd = fd;
 		}
 	}
 	if (fstat(peer->shm_fd, &st) < 0 || st.st_size <= 0)
-		return peer_fail(error, "%s: the shared memory fd has no size", peer->socket_path);
+		return ivlab_fail(error, "%s: the shared memory fd has no size", peer->socket_path);
 	peer->size = (guint64)st.st_size;
 	peer->memory = mmap(NULL, peer->size, PROT_READ | PROT_WRITE, MAP_SHARED, peer->shm_fd, 0);
 	if (peer->memory == MAP_FAILED) {
 		peer->memory = NULL;
-		return peer_fail(error, "%s: mmap of %" G_GUINT64_FORMAT " bytes: %s",
+		return ivlab_fail(error, "%s: mmap of %" G_GUINT64_FORMAT " bytes: %s",
 				 peer->socket_path, peer->size, g_strerror(errno));
 	}
 
@@ -291,7 +280,7 @@ static gboolean read_setup(struct peer *peer, int timeout_ms, GError **error)
 		if (status > 0) {
 			if (!peer->expected_vectors && peer->nvectors > 0)
 				return TRUE;
-			return peer_fail(error, "%s: setup incomplete after %d ms (%u of %u vectors)",
+			return ivlab_fail(error, "%s: setup incomplete after %d ms (%u of %u vectors)",
 					 peer->socket_path, timeout_ms, peer->nvectors,
 					 peer->expected_vectors);
 		}
@@ -311,7 +300,7 @@ struct peer *peer_connect_timeout(const char *socket_path, int timeout_ms, GErro
 	peer->id = -1;
 	peer->remotes = g_hash_table_new_full(NULL, NULL, NULL, remote_free);
 	if (strlen(socket_path) >= sizeof(addr.sun_path)) {
-		peer_fail(error, "%s: path too long for a UNIX socket", socket_path);
+		ivlab_fail(error, "%s: path too long for a UNIX socket", socket_path);
 		return NULL;
 	}
 	/* Our server says how many vectors the setup carries; others do not. */
@@ -322,11 +311,11 @@ struct peer *peer_connect_timeout(const char *socket_path, int timeout_ms, GErro
 	g_strlcpy(addr.sun_path, socket_path, sizeof(addr.sun_path));
 	peer->sock = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (peer->sock < 0) {
-		peer_fail(error, "socket: %s", g_strerror(errno));
+		ivlab_fail(error, "socket: %s", g_strerror(errno));
 		return NULL;
 	}
 	if (connect(peer->sock, (struct sockaddr *)&addr, sizeof(addr)) < 0) {
-		peer_fail(error, "%s: connect: %s", socket_path, g_strerror(errno));
+		ivlab_fail(error, "%s: connect: %s", socket_path, g_strerror(errno));
 		return NULL;
 	}
 	if (!read_setup(peer, timeout_ms, error))
@@ -377,15 +366,15 @@ gboolean peer_ring(struct peer *peer, int peer_id, guint vector, GError **error)
 	if (peer_id == peer->id) {
 		fd = peer_vector_fd(peer, vector);
 		if (fd < 0)
-			return peer_fail(error, "ring: we have no vector %u (we have %u)", vector,
+			return ivlab_fail(error, "ring: we have no vector %u (we have %u)", vector,
 					 peer->nvectors);
 	} else {
 		struct remote *remote = g_hash_table_lookup(peer->remotes, GINT_TO_POINTER(peer_id));
 
 		if (!remote)
-			return peer_fail(error, "ring: no peer %d is connected", peer_id);
+			return ivlab_fail(error, "ring: no peer %d is connected", peer_id);
 		if (vector >= remote->fds->len)
-			return peer_fail(error, "ring: peer %d has no vector %u (it has %u)", peer_id,
+			return ivlab_fail(error, "ring: peer %d has no vector %u (it has %u)", peer_id,
 					 vector, remote->fds->len);
 		fd = g_array_index(remote->fds, int, vector);
 	}
@@ -397,7 +386,7 @@ gboolean peer_ring(struct peer *peer, int peer_id, guint vector, GError **error)
 		/* EAGAIN: the counter is saturated, the peer has a ring pending anyway. */
 		if (errno == EAGAIN)
 			return TRUE;
-		return peer_fail(error, "ring: peer %d vector %u: %s", peer_id, vector, g_strerror(errno));
+		return ivlab_fail(error, "ring: peer %d vector %u: %s", peer_id, vector, g_strerror(errno));
 	}
 }
 
@@ -409,7 +398,7 @@ gboolean peer_wait(struct peer *peer, guint vector, int timeout_ms, guint64 *cou
 
 	*count = 0;
 	if (fd < 0)
-		return peer_fail(error, "wait: we have no vector %u (we have %u)", vector, peer->nvectors);
+		return ivlab_fail(error, "wait: we have no vector %u (we have %u)", vector, peer->nvectors);
 	for (;;) {
 		ssize_t n = read(fd, &value, sizeof(value));
 
@@ -420,7 +409,7 @@ gboolean peer_wait(struct peer *peer, guint vector, int timeout_ms, guint64 *cou
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0 && errno != EAGAIN)
-			return peer_fail(error, "wait: vector %u: %s", vector, g_strerror(errno));
+			return ivlab_fail(error, "wait: vector %u: %s", vector, g_strerror(errno));
 		if (!wait_readable(fd, deadline))
 			return TRUE;
 	}
@@ -507,7 +496,7 @@ gboolean peer_wait_peers(struct peer *peer, guint count, int timeout_ms, GError 
 		g_propagate_error(error, g_steal_pointer(&local));
 		return FALSE;
 	}
-	return peer_fail(error, "%s: %u peers with %u vectors each did not appear within %d ms "
+	return ivlab_fail(error, "%s: %u peers with %u vectors each did not appear within %d ms "
 			 "(%u known)", peer->socket_path, count, peer->nvectors, timeout_ms,
 			 g_hash_table_size(peer->remotes));
 }
@@ -522,31 +511,14 @@ gboolean peer_wait_gone(struct peer *peer, int peer_id, int timeout_ms, GError *
 		g_propagate_error(error, g_steal_pointer(&local));
 		return FALSE;
 	}
-	return peer_fail(error, "%s: peer %d still connected after %d ms", peer->socket_path,
+	return ivlab_fail(error, "%s: peer %d still connected after %d ms", peer->socket_path,
 			 peer_id, timeout_ms);
 }
 
-static gint compare_guint(gconstpointer a, gconstpointer b)
-{
-	guint x = *(const guint *)a, y = *(const guint *)b;
-
-	return x < y ? -1 : x > y;
-}
 
 GArray *peer_list(struct peer *peer)
 {
-	GArray *ids = g_array_new(FALSE, FALSE, sizeof(guint));
-	GHashTableIter iter;
-	gpointer key;
-
-	g_hash_table_iter_init(&iter, peer->remotes);
-	while (g_hash_table_iter_next(&iter, &key, NULL)) {
-		guint id = GPOINTER_TO_UINT(key);
-
-		g_array_append_val(ids, id);
-	}
-	g_array_sort(ids, compare_guint);
-	return ids;
+	return ivlab_sorted_ids(peer->remotes);
 }
 
 guint peer_remote_vectors(const struct peer *peer, int peer_id)

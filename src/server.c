@@ -148,43 +148,32 @@ void server_options_init(struct server_options *opts)
 	opts->socket_mode = -1;
 }
 
-static gboolean fail(GError **error, const char *fmt, ...) G_GNUC_PRINTF(2, 3);
 
-static gboolean fail(GError **error, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	g_autofree char *text = g_strdup_vprintf(fmt, ap);
-	va_end(ap);
-	g_set_error_literal(error, IVLAB_ERROR, IVLAB_ERROR_FAILED, text);
-	return FALSE;
-}
 
 gboolean server_options_check(const struct server_options *opts, GError **error)
 {
 	struct sockaddr_un addr;
 
 	if (!opts->socket_path || !*opts->socket_path)
-		return fail(error, "--socket: a socket path is required");
+		return ivlab_fail(error, "--socket: a socket path is required");
 	if (strlen(opts->socket_path) + strlen(".ctl") >= sizeof(addr.sun_path))
-		return fail(error, "--socket: path too long for a UNIX socket (%zu bytes at most): %s",
+		return ivlab_fail(error, "--socket: path too long for a UNIX socket (%zu bytes at most): %s",
 			    sizeof(addr.sun_path) - 1 - strlen(".ctl"), opts->socket_path);
 	if (opts->size < SERVER_SIZE_MIN || opts->size > SERVER_SIZE_MAX ||
 	    (opts->size & (opts->size - 1)) != 0) {
 		g_autofree char *text = ivlab_format_size(opts->size);
-		return fail(error, "--size: %s is not a power of two between 4KiB and 1TiB", text);
+		return ivlab_fail(error, "--size: %s is not a power of two between 4KiB and 1TiB", text);
 	}
 	if (opts->vectors < 1 || opts->vectors > SERVER_VECTORS_MAX)
-		return fail(error, "--vectors: %u is out of range (1..%d)", opts->vectors,
+		return ivlab_fail(error, "--vectors: %u is out of range (1..%d)", opts->vectors,
 			    SERVER_VECTORS_MAX);
 	if (opts->max_peers > SERVER_PEERS_LIMIT)
-		return fail(error, "--max-peers: %u is out of range (1..%d)", opts->max_peers,
+		return ivlab_fail(error, "--max-peers: %u is out of range (1..%d)", opts->max_peers,
 			    SERVER_PEERS_LIMIT);
 	if (opts->socket_mode != -1 && (opts->socket_mode < 0 || opts->socket_mode > 0777))
-		return fail(error, "--socket-mode: %o is not a permission mode", opts->socket_mode);
+		return ivlab_fail(error, "--socket-mode: %o is not a permission mode", opts->socket_mode);
 	if (opts->stall_ms < 0)
-		return fail(error, "stall timeout must not be negative");
+		return ivlab_fail(error, "stall timeout must not be negative");
 	switch (opts->shm_kind) {
 	case SERVER_SHM_MEMFD:
 		break;
@@ -194,20 +183,20 @@ gboolean server_options_check(const struct server_options *opts, GError **error)
 		if (*name == '/')
 			name++;
 		if (!*name || strchr(name, '/') || strlen(name) > 200)
-			return fail(error, "--shm-name: '%s' is not a POSIX shm name (one component)",
+			return ivlab_fail(error, "--shm-name: '%s' is not a POSIX shm name (one component)",
 				    opts->shm_name ? opts->shm_name : "");
 		break;
 	}
 	case SERVER_SHM_FILE:
 		if (!opts->shm_dir || !g_file_test(opts->shm_dir, G_FILE_TEST_IS_DIR))
-			return fail(error, "--shm-dir: not a directory: %s",
+			return ivlab_fail(error, "--shm-dir: not a directory: %s",
 				    opts->shm_dir ? opts->shm_dir : "");
 		break;
 	default:
-		return fail(error, "unknown shared memory kind %d", opts->shm_kind);
+		return ivlab_fail(error, "unknown shared memory kind %d", opts->shm_kind);
 	}
 	if (opts->socket_group && !getgrnam(opts->socket_group))
-		return fail(error, "--socket-group: no such group: %s", opts->socket_group);
+		return ivlab_fail(error, "--socket-group: no such group: %s", opts->socket_group);
 	return TRUE;
 }
 
@@ -707,11 +696,11 @@ static int listen_at(const char *path, int socket_mode, const char *group, struc
 		int probe;
 
 		if (!S_ISSOCK(st->st_mode))
-			return fail(error, "%s: exists and is not a socket", path), -1;
+			return ivlab_fail(error, "%s: exists and is not a socket", path), -1;
 		probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 		if (probe >= 0 && connect(probe, (struct sockaddr *)&addr, sizeof(addr)) == 0) {
 			close(probe);
-			return fail(error, "%s: a server is already listening there", path), -1;
+			return ivlab_fail(error, "%s: a server is already listening there", path), -1;
 		}
 		if (probe >= 0)
 			close(probe);
@@ -739,7 +728,7 @@ static int listen_at(const char *path, int socket_mode, const char *group, struc
 			if (entry)
 				set_errno_error(error, "%s: chgrp %s", path, group);
 			else
-				fail(error, "--socket-group: no such group: %s", group);
+				ivlab_fail(error, "--socket-group: no such group: %s", group);
 			close(fd);
 			unlink(path);
 			return -1;
@@ -787,7 +776,7 @@ static gboolean server_create_shm(struct server *server, const struct server_opt
 				return set_errno_error(error, "--shm-name: shm_open %s", name);
 			if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
 				close(fd);
-				return fail(error, "--shm-name: %s is in use by another server", name);
+				return ivlab_fail(error, "--shm-name: %s is in use by another server", name);
 			}
 			server->shm_name = g_strdup(name);
 		} else {
@@ -809,7 +798,7 @@ static gboolean server_create_shm(struct server *server, const struct server_opt
 	}
 	server->shm = fdref_new(fd);
 	if (flock(fd, LOCK_EX | LOCK_NB) < 0 && opts->shm_kind == SERVER_SHM_POSIX)
-		return fail(error, "--shm-name: %s is in use by another server", server->shm_name);
+		return ivlab_fail(error, "--shm-name: %s is in use by another server", server->shm_name);
 	if (ftruncate(fd, (off_t)opts->size) < 0) {
 		g_autofree char *text = ivlab_format_size(opts->size);
 		return set_errno_error(error, "shared memory: cannot size %s to %s", server->shm_desc, text);
@@ -986,27 +975,10 @@ guint server_peer_count(const struct server *server)
 	return g_hash_table_size(server->clients);
 }
 
-static gint compare_guint(gconstpointer a, gconstpointer b)
-{
-	guint x = *(const guint *)a, y = *(const guint *)b;
-
-	return x < y ? -1 : x > y;
-}
 
 GArray *server_peer_ids(const struct server *server)
 {
-	GArray *ids = g_array_new(FALSE, FALSE, sizeof(guint));
-	GHashTableIter iter;
-	gpointer key;
-
-	g_hash_table_iter_init(&iter, server->clients);
-	while (g_hash_table_iter_next(&iter, &key, NULL)) {
-		guint id = GPOINTER_TO_UINT(key);
-
-		g_array_append_val(ids, id);
-	}
-	g_array_sort(ids, compare_guint);
-	return ids;
+	return ivlab_sorted_ids(server->clients);
 }
 
 guint server_open_fds(const struct server *server)
@@ -1050,7 +1022,7 @@ static gboolean parse_report(const char *path, const char *text, struct server_i
 	guint64 value;
 
 	if (!g_str_has_prefix(text, "ivlab-server 1\n"))
-		return fail(error, "%s: not an ivlab server control socket", path);
+		return ivlab_fail(error, "%s: not an ivlab server control socket", path);
 	info->peer_ids = g_array_new(FALSE, FALSE, sizeof(guint));
 	for (guint i = 1; lines[i]; i++) {
 		const char *line = lines[i];
@@ -1096,10 +1068,10 @@ static gboolean parse_report(const char *path, const char *text, struct server_i
 			}
 		} /* unknown keys: from a newer server, ignored */
 		if (!ok)
-			return fail(error, "%s: bad line in the server's report: %s", path, line);
+			return ivlab_fail(error, "%s: bad line in the server's report: %s", path, line);
 	}
 	if (!ended || !info->vectors || !info->size)
-		return fail(error, "%s: truncated report from the server", path);
+		return ivlab_fail(error, "%s: truncated report from the server", path);
 	return TRUE;
 }
 
@@ -1113,7 +1085,7 @@ gboolean server_query(const char *socket_path, struct server_info *info, GError 
 
 	memset(info, 0, sizeof(*info));
 	if (strlen(path) >= sizeof(addr.sun_path))
-		return fail(error, "%s: path too long for a UNIX socket", path);
+		return ivlab_fail(error, "%s: path too long for a UNIX socket", path);
 	g_strlcpy(addr.sun_path, path, sizeof(addr.sun_path));
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd < 0)
@@ -1123,7 +1095,7 @@ gboolean server_query(const char *socket_path, struct server_info *info, GError 
 
 		close(fd);
 		if (saved == ENOENT || saved == ECONNREFUSED)
-			return fail(error, "%s: no ivlab server is running there (%s)", socket_path,
+			return ivlab_fail(error, "%s: no ivlab server is running there (%s)", socket_path,
 				    g_strerror(saved));
 		errno = saved;
 		return set_errno_error(error, "%s: connect", path);
@@ -1136,7 +1108,7 @@ gboolean server_query(const char *socket_path, struct server_info *info, GError 
 
 		if (left <= 0) {
 			close(fd);
-			return fail(error, "%s: the server did not answer within 5 s", path);
+			return ivlab_fail(error, "%s: the server did not answer within 5 s", path);
 		}
 		tv.tv_sec = left / G_USEC_PER_SEC;
 		tv.tv_usec = left % G_USEC_PER_SEC;
@@ -1202,12 +1174,12 @@ gboolean server_spawn_daemon(const char *ivlab_binary, const struct server_optio
 
 	if (!g_spawn_sync(NULL, argv, NULL, G_SPAWN_STDOUT_TO_DEV_NULL, NULL, NULL, NULL, &err_text,
 			  &status, &spawn_error))
-		return fail(error, "cannot run %s: %s", ivlab_binary, spawn_error->message);
+		return ivlab_fail(error, "cannot run %s: %s", ivlab_binary, spawn_error->message);
 	if (!g_spawn_check_wait_status(status, NULL)) {
 		g_strstrip(err_text);
 		/* The daemon's message is "ivlab: what: detail"; keep the detail. */
 		const char *text = g_str_has_prefix(err_text, "ivlab: ") ? err_text + 7 : err_text;
-		return fail(error, "%s", *text ? text : "ivlab server failed without a message");
+		return ivlab_fail(error, "%s", *text ? text : "ivlab server failed without a message");
 	}
 	return TRUE;
 }
@@ -1262,7 +1234,7 @@ gboolean server_stop_daemon(const char *socket_path, int timeout_ms, GError **er
 		if (socket_is_dead(control))
 			unlink(control);
 		if (g_file_test(socket_path, G_FILE_TEST_EXISTS))
-			return fail(error, "%s", query_error->message);
+			return ivlab_fail(error, "%s", query_error->message);
 		return TRUE;
 	}
 	pid = info.pid;
@@ -1271,7 +1243,7 @@ gboolean server_stop_daemon(const char *socket_path, int timeout_ms, GError **er
 		return set_errno_error(error, "%s: cannot signal server pid %ld", socket_path, (long)pid);
 	while (g_file_test(socket_path, G_FILE_TEST_EXISTS) || process_alive(pid)) {
 		if (g_get_monotonic_time() >= deadline)
-			return fail(error, "%s: server pid %ld did not stop within %d ms", socket_path,
+			return ivlab_fail(error, "%s: server pid %ld did not stop within %d ms", socket_path,
 				    (long)pid, timeout_ms);
 		g_usleep(10000);
 	}

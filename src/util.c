@@ -13,6 +13,41 @@ G_DEFINE_QUARK(ivlab-error-quark, ivlab_error)
 
 static int verbosity = 1;
 
+gboolean ivlab_fail(GError **error, const char *fmt, ...)
+{
+	va_list ap;
+	g_autofree char *text = NULL;
+
+	va_start(ap, fmt);
+	text = g_strdup_vprintf(fmt, ap);
+	va_end(ap);
+	g_set_error_literal(error, IVLAB_ERROR, IVLAB_ERROR_FAILED, text);
+	return FALSE;
+}
+
+static gint compare_guint(gconstpointer a, gconstpointer b)
+{
+	guint x = *(const guint *)a, y = *(const guint *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+GArray *ivlab_sorted_ids(GHashTable *table)
+{
+	GArray *ids = g_array_new(FALSE, FALSE, sizeof(guint));
+	GHashTableIter iter;
+	gpointer key;
+
+	g_hash_table_iter_init(&iter, table);
+	while (g_hash_table_iter_next(&iter, &key, NULL)) {
+		guint id = GPOINTER_TO_UINT(key);
+
+		g_array_append_val(ids, id);
+	}
+	g_array_sort(ids, compare_guint);
+	return ids;
+}
+
 void ivlab_set_verbosity(int verbose, gboolean quiet)
 {
 	verbosity = quiet ? 0 : 1 + verbose;
