@@ -56,7 +56,7 @@ gboolean host_kvm_usable(const char *arch, char **why)
 	int fd;
 
 	if (strcmp(arch, host_arch()) != 0) {
-		*why = g_strdup_printf("a %s guest on a %s host needs emulation", arch, host_arch());
+		*why = g_strdup_printf("the host is %s, so %s guests need emulation", host_arch(), arch);
 		return FALSE;
 	}
 	fd = open(dev, O_RDWR | O_CLOEXEC);
