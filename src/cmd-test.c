@@ -13,6 +13,8 @@
 
 extern const struct ivlab_cmd cmd_test_entry;
 
+#define TIMEOUT_MAX 86400 /* a day */
+
 static gboolean tap;
 static char *junit;
 static char *filter;
@@ -44,8 +46,10 @@ static gboolean cmd_test_exec(struct ivlab_ctx *ctx, int argc, char **argv, GErr
 		return FALSE;
 	if (argc > 1)
 		return cmd_usage_error(error, &cmd_test_entry, "unexpected argument '%s'", argv[1]);
-	if (timeout_seconds <= 0)
-		return cmd_usage_error(error, &cmd_test_entry, "--timeout must be positive");
+	/* Counted in milliseconds as an int further down. */
+	if (timeout_seconds <= 0 || timeout_seconds > TIMEOUT_MAX)
+		return cmd_usage_error(error, &cmd_test_entry, "--timeout: %d is not in 1..%d seconds",
+				       timeout_seconds, TIMEOUT_MAX);
 	path = lab_resolve_path(ctx->lab_path);
 	lab = lab_load(path, error);
 	if (!lab)

@@ -14,6 +14,8 @@
 
 extern const struct ivlab_cmd cmd_up_entry;
 
+#define TIMEOUT_MAX 86400 /* a day */
+
 static int timeout_seconds = 300;
 static gboolean keep_failed;
 
@@ -169,8 +171,10 @@ static gboolean cmd_up_exec(struct ivlab_ctx *ctx, int argc, char **argv, GError
 		return FALSE;
 	if (argc > 1)
 		return cmd_usage_error(error, &cmd_up_entry, "unexpected argument '%s'", argv[1]);
-	if (timeout_seconds <= 0)
-		return cmd_usage_error(error, &cmd_up_entry, "--timeout must be positive");
+	/* Counted in milliseconds as an int further down. */
+	if (timeout_seconds <= 0 || timeout_seconds > TIMEOUT_MAX)
+		return cmd_usage_error(error, &cmd_up_entry, "--timeout: %d is not in 1..%d seconds",
+				       timeout_seconds, TIMEOUT_MAX);
 	path = lab_resolve_path(ctx->lab_path);
 	lab = lab_load(path, error);
 	if (!lab)
