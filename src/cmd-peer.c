@@ -30,17 +30,24 @@ static gboolean parse_number(const struct ivlab_cmd *cmd, const char *what, cons
 	return TRUE;
 }
 
-static gboolean parse_range(const struct ivlab_cmd *cmd, struct peer *peer, const char *offset_text,
+/* Syntax first (a usage error before connecting), the bounds once the
+ * size of the shared memory is known. */
+static gboolean parse_range(const struct ivlab_cmd *cmd, const char *offset_text,
 			    const char *length_text, guint64 *offset, guint64 *length, GError **error)
 {
 	if (!parse_offset(offset_text, offset))
 		return cmd_usage_error(error, cmd, "'%s' is not an offset", offset_text);
 	if (!parse_offset(length_text, length))
 		return cmd_usage_error(error, cmd, "'%s' is not a length", length_text);
-	if (*offset > peer_size(peer) || *length > peer_size(peer) - *offset) {
+	return TRUE;
+}
+
+static gboolean check_range(struct peer *peer, guint64 offset, guint64 length, GError **error)
+{
+	if (offset > peer_size(peer) || length > peer_size(peer) - offset) {
 		g_set_error(error, IVLAB_ERROR, IVLAB_ERROR_FAILED,
 			    "range %#" G_GINT64_MODIFIER "x+%#" G_GINT64_MODIFIER "x is outside the "
-			    "shared memory (%" G_GUINT64_FORMAT " bytes)", *offset, *length,
+			    "shared memory (%" G_GUINT64_FORMAT " bytes)", offset, length,
 			    peer_size(peer));
 		return FALSE;
 	}
@@ -131,7 +138,8 @@ static gboolean cmd_peer(struct ivlab_ctx *ctx, int argc, char **argv, GError **
 {
 	const struct ivlab_cmd *cmd = &cmd_peer_entry;
 	g_autofree char *socket_path = NULL;
-	int timeout_ms = -1, wait_peers = -1;
+	/* G_MININT: not given (an explicit negative value is a usage error). */
+	int timeout_ms = G_MININT, wait_peers = G_MININT;
 	const GOptionEntry entries[] = {
 		{ "socket", 's', 0, G_OPTION_ARG_FILENAME, &socket_path,
 		  "the ivshmem server's socket (required)", "PATH" },
@@ -148,6 +156,13 @@ static gboolean cmd_peer(struct ivlab_ctx *ctx, int argc, char **argv, GError **
 		return FALSE;
 	if (!socket_path)
 		return cmd_usage_error(error, cmd, "--socket PATH is required");
+	if (timeout_ms != G_MININT && timeout_ms < 0)
+		return cmd_usage_error(error, cmd, "--timeout: %d is not a number of milliseconds",
+				       timeout_ms);
+	if (timeout_ms == G_MININT)
+		timeout_ms = -1;
+	if (wait_peers != G_MININT && wait_peers < 0)
+		return cmd_usage_error(error, cmd, "--peers: %d is not a number of peers", wait_peers);
 	action = argc > 1 ? argv[1] : "list";
 	static const struct {
 		const char *name;
@@ -167,7 +182,7 @@ static gboolean cmd_peer(struct ivlab_ctx *ctx, int argc, char **argv, GError **
 	if (!found)
 		return cmd_usage_error(error, cmd, "unknown action '%s'", action);
 
-	guint64 target = 0, vector = 0, byte = 0;
+	guint64 target = 0, vector = 0, byte = 0, offset = 0, length = 0;
 
 	if (strcmp(action, "ring") == 0 &&
 	    (!parse_number(cmd, "PEER", argv[2], 65535, &target, error) ||
@@ -176,6 +191,9 @@ static gboolean cmd_peer(struct ivlab_ctx *ctx, int argc, char **argv, GError **
 	if (strcmp(action, "wait") == 0 && !parse_number(cmd, "VECTOR", argv[2], 63, &vector, error))
 		return FALSE;
 	if (strcmp(action, "fill") == 0 && !parse_number(cmd, "BYTE", argv[4], 255, &byte, error))
+		return FALSE;
+	if ((strcmp(action, "dump") == 0 || strcmp(action, "fill") == 0) &&
+	    !parse_range(cmd, argv[2], argv[3], &offset, &length, error))
 		return FALSE;
 
 	peer = peer_connect_timeout(socket_path, timeout_ms < 0 ? 10000 : timeout_ms, error);
@@ -207,15 +225,11 @@ static gboolean cmd_peer(struct ivlab_ctx *ctx, int argc, char **argv, GError **
 		printf("vector %u: %" G_GUINT64_FORMAT " ring%s\n", (guint)vector, count,
 		       count == 1 ? "" : "s");
 	} else if (strcmp(action, "dump") == 0) {
-		guint64 offset, length;
-
-		if (!parse_range(cmd, peer, argv[2], argv[3], &offset, &length, error))
+		if (!check_range(peer, offset, length, error))
 			return FALSE;
 		hexdump((const guint8 *)peer_memory(peer) + offset, offset, length);
 	} else if (strcmp(action, "fill") == 0) {
-		guint64 offset, length;
-
-		if (!parse_range(cmd, peer, argv[2], argv[3], &offset, &length, error))
+		if (!check_range(peer, offset, length, error))
 			return FALSE;
 		memset((guint8 *)peer_memory(peer) + offset, (int)byte, length);
 	} else {
