@@ -340,9 +340,14 @@ struct lab *lab_load(const char *path, GError **error)
 	g_autofree char *accel = NULL;
 	xmlNode *root;
 
-	if (!g_file_test(path, G_FILE_TEST_IS_REGULAR)) {
+	if (!g_file_test(path, G_FILE_TEST_EXISTS)) {
 		g_set_error(error, IVLAB_ERROR, IVLAB_ERROR_FAILED,
 			    "%s: no such lab file (see ivlab-lab(5) for the format)", path);
+		return NULL;
+	}
+	if (!g_file_test(path, G_FILE_TEST_IS_REGULAR)) {
+		g_set_error(error, IVLAB_ERROR, IVLAB_ERROR_FAILED,
+			    "%s: not a regular file (a lab file is XML, see ivlab-lab(5))", path);
 		return NULL;
 	}
 	xmlSetStructuredErrorFunc(&errors, collect_error);
