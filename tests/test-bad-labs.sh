@@ -36,8 +36,10 @@ done
 # A lab file that does not exist, and one that is a directory.
 for lab in /nonexistent/lab.xml "$scratch"; do
 	status=0
+	want="no such lab file"
+	[ -d "$lab" ] && want="not a regular file"
 	"$IVLAB" -f "$lab" xml >/dev/null 2>"$scratch/err" || status=$?
-	if [ "$status" -eq 1 ] && grep -q "^ivlab: $lab: no such lab file" "$scratch/err"; then
+	if [ "$status" -eq 1 ] && grep -q "^ivlab: $lab: $want" "$scratch/err"; then
 		ok "missing lab $lab: clear error"
 	else
 		not_ok "missing lab $lab: status $status: $(cat "$scratch/err")"
