@@ -23,16 +23,7 @@ static const GOptionEntry entries[] = {
 
 static void json_string(GString *out, const char *text)
 {
-	g_string_append_c(out, '"');
-	for (const guchar *c = (const guchar *)(text ? text : ""); *c; c++) {
-		if (*c == '"' || *c == '\\')
-			g_string_append_printf(out, "\\%c", *c);
-		else if (*c < 0x20)
-			g_string_append_printf(out, "\\u%04x", *c);
-		else
-			g_string_append_c(out, (char)*c);
-	}
-	g_string_append_c(out, '"');
+	ivlab_json_string(out, text);
 }
 
 static void json_key(GString *out, const char *key)

@@ -6,6 +6,7 @@
 
 #include "ivlab.h"
 
+extern const struct ivlab_cmd cmd_bench_entry;
 extern const struct ivlab_cmd cmd_console_entry;
 extern const struct ivlab_cmd cmd_down_entry;
 extern const struct ivlab_cmd cmd_help_entry;
@@ -19,6 +20,7 @@ extern const struct ivlab_cmd cmd_xml_entry;
 
 /* Keep sorted by name: `ivlab help` lists them in this order. */
 static const struct ivlab_cmd *const commands[] = {
+	&cmd_bench_entry,
 	&cmd_console_entry,
 	&cmd_down_entry,
 	&cmd_help_entry,

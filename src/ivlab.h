@@ -66,6 +66,9 @@ char *ivlab_image_dir(const char *arch);
 gboolean ivlab_parse_size(const char *text, guint64 *bytes);
 char *ivlab_format_size(guint64 bytes);
 
+/* Append text as a JSON string (quoted, escaped) to out. */
+void ivlab_json_string(GString *out, const char *text);
+
 /* Names that become libvirt domain names, file names and shm names. */
 gboolean ivlab_name_is_safe(const char *name);
 #define IVLAB_NAME_MAX 32

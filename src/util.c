@@ -186,3 +186,17 @@ gboolean ivlab_name_is_safe(const char *name)
 			return FALSE;
 	return TRUE;
 }
+
+void ivlab_json_string(GString *out, const char *text)
+{
+	g_string_append_c(out, '"');
+	for (const guchar *c = (const guchar *)(text ? text : ""); *c; c++) {
+		if (*c == '"' || *c == '\\')
+			g_string_append_printf(out, "\\%c", *c);
+		else if (*c < 0x20)
+			g_string_append_printf(out, "\\u%04x", *c);
+		else
+			g_string_append_c(out, (char)*c);
+	}
+	g_string_append_c(out, '"');
+}
