@@ -168,13 +168,13 @@ static gboolean cmd_bench_exec(struct ivlab_ctx *ctx, int argc, char **argv, GEr
 	items = labbench_run(conn, lab, &opts, error);
 	if (!items)
 		return FALSE;
+	if (!items->len)
+		return ivlab_fail(error, "no measurement matches the filter '%s'", filter ? filter : "*");
 	if (as_json)
 		print_json(lab, items);
 	else
 		print_table(lab, items);
 	fflush(stdout);
-	if (!items->len)
-		return ivlab_fail(error, "no measurement matches the filter '%s'", filter ? filter : "*");
 	for (guint i = 0; i < items->len; i++)
 		failed += ((struct labbench_item *)g_ptr_array_index(items, i))->error != NULL;
 	if (failed)
