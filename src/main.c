@@ -90,13 +90,12 @@ static int run(int argc, char **argv, GError **error)
 		g_set_error(error, IVLAB_ERROR, IVLAB_ERROR_USAGE, "no command given");
 		return 2;
 	}
-	ivlab_set_verbosity(ctx.verbose, ctx.quiet);
-	ctx.uri = uri ? g_steal_pointer(&uri) : default_uri();
-	ctx.lab_path = g_steal_pointer(&lab);
-
 	cmd = cmd_lookup(argv[1], error);
 	if (!cmd)
 		return 2;
+	ivlab_set_verbosity(ctx.verbose, ctx.quiet);
+	ctx.uri = uri ? g_steal_pointer(&uri) : default_uri();
+	ctx.lab_path = g_steal_pointer(&lab);
 	gboolean ok = cmd->exec(&ctx, argc - 1, argv + 1, error);
 	g_free(ctx.uri);
 	g_free(ctx.lab_path);
