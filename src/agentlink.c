@@ -114,6 +114,9 @@ static char *read_line(struct agent_link *link, const char *verb, gint64 deadlin
 			return line;
 		}
 		if (link->input->len > AGENT_RESPONSE_MAX) {
+			/* The rest of that line would be taken for the next answer. */
+			link->broken = TRUE;
+			g_string_truncate(link->input, 0);
 			g_set_error(error, IVLAB_ERROR, IVLAB_ERROR_FAILED,
 				    "%s: agent: %s: response longer than %d bytes", link->name,
 				    verb, AGENT_RESPONSE_MAX);
@@ -137,6 +140,7 @@ static char *read_line(struct agent_link *link, const char *verb, gint64 deadlin
 		}
 		int ready = poll(&pfd, 1, (int)MIN(left / 1000 + 1, G_MAXINT));
 		if (ready < 0 && errno != EINTR) {
+			link->broken = TRUE;
 			g_set_error(error, IVLAB_ERROR, IVLAB_ERROR_FAILED, "%s: agent: %s: poll: %s",
 				    link->name, verb, g_strerror(errno));
 			return NULL;

@@ -175,6 +175,36 @@ static void test_link_timeout(void)
 	g_thread_join(thread);
 }
 
+/* An agent that never ends its line: an error, and the link is out of step. */
+static gpointer endless_agent(gpointer data)
+{
+	int fd = GPOINTER_TO_INT(data);
+	char chunk[4096];
+
+	memset(chunk, 'x', sizeof(chunk));
+	for (gsize sent = 0; sent < 2 * AGENT_RESPONSE_MAX; sent += sizeof(chunk))
+		if (send(fd, chunk, sizeof(chunk), MSG_NOSIGNAL) < 0)
+			break;
+	close(fd);
+	return NULL;
+}
+
+static void test_link_endless_line(void)
+{
+	int pair[2];
+	g_autoptr(GError) error = NULL;
+
+	g_assert_cmpint(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair), ==, 0);
+	GThread *thread = g_thread_new("agent", endless_agent, GINT_TO_POINTER(pair[1]));
+	g_autoptr(AgentLink) link = agent_link_new_fd(pair[0], "long");
+
+	g_assert_null(agent_request(link, 5000, &error, "dmesg"));
+	g_assert_cmpstr(error->message, ==, "long: agent: dmesg: response longer than 1048576 bytes");
+	g_assert_true(agent_link_broken(link));
+	g_clear_pointer(&link, agent_link_free);
+	g_thread_join(thread);
+}
+
 static void test_report(void)
 {
 	g_autoptr(Report) report = report_new("lab");
@@ -295,6 +325,7 @@ int main(int argc, char **argv)
 	g_test_add_func("/agent/pattern", test_pattern);
 	g_test_add_func("/agent/link", test_link);
 	g_test_add_func("/agent/link-timeout", test_link_timeout);
+	g_test_add_func("/agent/link-endless-line", test_link_endless_line);
 	g_test_add_func("/report/tap-junit", test_report);
 	g_test_add_func("/virt/lab-domains", test_lab_domains);
 	g_test_add_func("/virt/connect-errors", test_connect_errors);
