@@ -3,6 +3,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <string.h>
 #include <unistd.h>
@@ -136,6 +137,15 @@ static gboolean handle_message(struct peer *peer, gint64 value, int fd, GError *
 			close(fd);
 		return ivlab_fail(error, "%s: protocol error: peer id %" G_GINT64_FORMAT " out of range",
 				 peer->socket_path, value);
+	}
+	/* A server may hand out blocking eventfds: wait and ring keep their
+	 * deadlines only on non-blocking ones. */
+	if (fd >= 0 && fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) < 0) {
+		int saved = errno;
+
+		close(fd);
+		return ivlab_fail(error, "%s: protocol error: a vector fd of peer %" G_GINT64_FORMAT
+				 ": %s", peer->socket_path, value, g_strerror(saved));
 	}
 	if (value == peer->id) {
 		if (fd < 0)
@@ -410,6 +420,8 @@ gboolean peer_wait(struct peer *peer, guint vector, int timeout_ms, guint64 *cou
 			continue;
 		if (n < 0 && errno != EAGAIN)
 			return ivlab_fail(error, "wait: vector %u: %s", vector, g_strerror(errno));
+		if (n >= 0)
+			return ivlab_fail(error, "wait: vector %u: read %zd bytes, not an eventfd", vector, n);
 		if (!wait_readable(fd, deadline))
 			return TRUE;
 	}

@@ -606,6 +606,15 @@ static void test_peer_bad_servers(void)
 	g_assert_cmpuint(peer_vectors(peer), ==, 2);
 	g_assert_cmpuint(peer_size(peer), ==, 65536);
 	g_assert_cmpuint(peer_remote_vectors(peer, 1), ==, 2);
+	/* The fake's eventfds are blocking: a wait still ends at its timeout. */
+	guint64 count = 1;
+	g_autoptr(GError) wait_error = NULL;
+	gint64 started = g_get_monotonic_time();
+
+	g_assert_true(peer_wait(peer, 0, 100, &count, &wait_error));
+	g_assert_no_error(wait_error);
+	g_assert_cmpuint(count, ==, 0);
+	g_assert_cmpint(g_get_monotonic_time() - started, <, 10 * G_USEC_PER_SEC);
 	peer_free(peer);
 }
 
