@@ -1038,6 +1038,7 @@ static gboolean parse_report(const char *path, const char *text, struct server_i
 			ok = parse_uint(arg, G_MAXINT32, &value);
 			info->pid = (pid_t)value;
 		} else if (strcmp(key, "socket") == 0) {
+			g_free(info->socket_path);
 			info->socket_path = g_strdup(arg);
 		} else if (strcmp(key, "size") == 0) {
 			ok = parse_uint(arg, G_MAXUINT64, &info->size);
@@ -1045,6 +1046,7 @@ static gboolean parse_report(const char *path, const char *text, struct server_i
 			ok = parse_uint(arg, SERVER_VECTORS_MAX, &value);
 			info->vectors = (guint)value;
 		} else if (strcmp(key, "shm") == 0) {
+			g_free(info->shm);
 			info->shm = g_strdup(arg);
 		} else if (strcmp(key, "max-peers") == 0) {
 			ok = parse_uint(arg, SERVER_PEERS_LIMIT, &value);
@@ -1074,6 +1076,8 @@ static gboolean parse_report(const char *path, const char *text, struct server_i
 		return ivlab_fail(error, "%s: truncated report from the server", path);
 	return TRUE;
 }
+
+#define SERVER_REPORT_MAX (1 << 20)
 
 gboolean server_query(const char *socket_path, struct server_info *info, GError **error)
 {
@@ -1125,6 +1129,12 @@ gboolean server_query(const char *socket_path, struct server_info *info, GError 
 			break;
 		if (n > 0)
 			g_string_append_len(text, buf, n);
+		/* All 65536 ids, in peers and backlog, take under 1 MiB: more is not our server. */
+		if (text->len > SERVER_REPORT_MAX) {
+			close(fd);
+			return ivlab_fail(error, "%s: the server's report is longer than %d bytes", path,
+					  SERVER_REPORT_MAX);
+		}
 	}
 	close(fd);
 	if (!parse_report(path, text->str, info, error)) {
