@@ -88,20 +88,6 @@ static gboolean image_build(int argc, char **argv, GError **error)
 	return TRUE;
 }
 
-static void json_string(GString *out, const char *text)
-{
-	g_string_append_c(out, '"');
-	for (const char *c = text ? text : ""; *c; c++) {
-		if (*c == '"' || *c == '\\')
-			g_string_append_printf(out, "\\%c", *c);
-		else if ((guchar)*c < 0x20)
-			g_string_append_printf(out, "\\u%04x", *c);
-		else
-			g_string_append_c(out, *c);
-	}
-	g_string_append_c(out, '"');
-}
-
 static gboolean image_list(int argc, char **argv, GError **error)
 {
 	gboolean json = FALSE;
@@ -133,20 +119,20 @@ static gboolean image_list(int argc, char **argv, GError **error)
 		if (json) {
 			g_string_append(out, shown ? ",\n " : "\n ");
 			g_string_append(out, "{\"arch\": ");
-			json_string(out, info->arch);
+			ivlab_json_string(out, info->arch);
 			g_string_append(out, ", \"kernel\": ");
-			json_string(out, info->kernel_release);
+			ivlab_json_string(out, info->kernel_release);
 			g_string_append(out, ", \"source\": ");
-			json_string(out, info->source);
+			ivlab_json_string(out, info->source);
 			g_string_append(out, ", \"console\": ");
-			json_string(out, info->console);
+			ivlab_json_string(out, info->console);
 			g_string_append(out, ", \"built\": ");
-			json_string(out, info->built);
+			ivlab_json_string(out, info->built);
 			g_string_append(out, ", \"vmlinuz\": ");
-			json_string(out, info->kernel_path);
+			ivlab_json_string(out, info->kernel_path);
 			g_string_append_printf(out, ", \"vmlinuz_size\": %" G_GUINT64_FORMAT, info->kernel_size);
 			g_string_append(out, ", \"initrd\": ");
-			json_string(out, info->initrd_path);
+			ivlab_json_string(out, info->initrd_path);
 			g_string_append_printf(out, ", \"initrd_size\": %" G_GUINT64_FORMAT, info->initrd_size);
 			g_string_append_printf(out, ", \"intact\": %s}", info->intact ? "true" : "false");
 		} else {

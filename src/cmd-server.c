@@ -298,20 +298,6 @@ static gboolean serve(const struct server_options *opts, GError **error)
 	return ok;
 }
 
-static void json_string(GString *out, const char *text)
-{
-	g_string_append_c(out, '"');
-	for (const char *c = text ? text : ""; *c; c++) {
-		if (*c == '"' || *c == '\\')
-			g_string_append_printf(out, "\\%c", *c);
-		else if ((guchar)*c < 0x20)
-			g_string_append_printf(out, "\\u%04x", (guchar)*c);
-		else
-			g_string_append_c(out, *c);
-	}
-	g_string_append_c(out, '"');
-}
-
 static gboolean print_status(const char *socket_path, gboolean json, GError **error)
 {
 	struct server_info info;
@@ -321,11 +307,11 @@ static gboolean print_status(const char *socket_path, gboolean json, GError **er
 		return FALSE;
 	if (json) {
 		g_string_append(out, "{\"socket\": ");
-		json_string(out, info.socket_path);
+		ivlab_json_string(out, info.socket_path);
 		g_string_append_printf(out, ", \"pid\": %ld, \"size\": %" G_GUINT64_FORMAT
 				       ", \"vectors\": %u, \"shm\": ",
 				       (long)info.pid, info.size, info.vectors);
-		json_string(out, info.shm);
+		ivlab_json_string(out, info.shm);
 		g_string_append_printf(out, ", \"max_peers\": %u, \"backlogged\": %u, \"peers\": [",
 				       info.max_peers, info.backlogged);
 		for (guint i = 0; i < info.peer_ids->len; i++)

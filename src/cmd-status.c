@@ -21,14 +21,9 @@ static const GOptionEntry entries[] = {
 	{ NULL }
 };
 
-static void json_string(GString *out, const char *text)
-{
-	ivlab_json_string(out, text);
-}
-
 static void json_key(GString *out, const char *key)
 {
-	json_string(out, key);
+	ivlab_json_string(out, key);
 	g_string_append_c(out, ':');
 }
 
@@ -139,10 +134,10 @@ static gboolean cmd_status_exec(struct ivlab_ctx *ctx, int argc, char **argv, GE
 
 	g_string_append_c(json, '{');
 	json_key(json, "lab");
-	json_string(json, lab->name);
+	ivlab_json_string(json, lab->name);
 	g_string_append_c(json, ',');
 	json_key(json, "file");
-	json_string(json, path);
+	ivlab_json_string(json, path);
 	g_string_append_printf(json, ",\"up\":%s,\"guests\":[", up ? "true" : "false");
 	if (!as_json) {
 		printf("lab %s (%s): %s\n", lab->name, path, up ? "up" : "down");
@@ -156,24 +151,24 @@ static gboolean cmd_status_exec(struct ivlab_ctx *ctx, int argc, char **argv, GE
 
 		g_string_append_printf(json, "%s{", i ? "," : "");
 		json_key(json, "name");
-		json_string(json, status->guest->name);
+		ivlab_json_string(json, status->guest->name);
 		g_string_append_c(json, ',');
 		json_key(json, "domain");
-		json_string(json, status->domain);
+		ivlab_json_string(json, status->domain);
 		g_string_append_c(json, ',');
 		json_key(json, "state");
-		json_string(json, state);
+		ivlab_json_string(json, state);
 		g_string_append_c(json, ',');
 		json_key(json, "arch");
-		json_string(json, status->guest->arch);
+		ivlab_json_string(json, status->guest->arch);
 		g_string_append_c(json, ',');
 		json_key(json, "accel");
-		json_string(json, status->accel ? status->accel : "");
+		ivlab_json_string(json, status->accel ? status->accel : "");
 		g_string_append_printf(json, ",\"agent\":%s", status->agent_ready ? "true" : "false");
 		if (status->agent_error) {
 			g_string_append_c(json, ',');
 			json_key(json, "agent_error");
-			json_string(json, status->agent_error);
+			ivlab_json_string(json, status->agent_error);
 		}
 		g_string_append(json, ",\"regions\":{");
 		for (guint r = 0; r < status->guest->regions->len; r++) {
@@ -215,10 +210,10 @@ static gboolean cmd_status_exec(struct ivlab_ctx *ctx, int argc, char **argv, GE
 			g_string_append_printf(peers, "%s%u", p ? "," : "", g_array_index(info.peer_ids, guint, p));
 		g_string_append_printf(json, "%s{", servers++ ? "," : "");
 		json_key(json, "region");
-		json_string(json, region->name);
+		ivlab_json_string(json, region->name);
 		g_string_append_c(json, ',');
 		json_key(json, "socket");
-		json_string(json, socket_path);
+		ivlab_json_string(json, socket_path);
 		g_string_append_printf(json, ",\"running\":%s,\"pid\":%d,\"peers\":[%s]}",
 				       alive ? "true" : "false", alive ? (int)info.pid : 0, peers->str);
 		if (!as_json) {
@@ -242,14 +237,14 @@ static gboolean cmd_status_exec(struct ivlab_ctx *ctx, int argc, char **argv, GE
 
 		g_string_append_printf(json, "%s{", r ? "," : "");
 		json_key(json, "name");
-		json_string(json, region->name);
+		ivlab_json_string(json, region->name);
 		g_string_append_c(json, ',');
 		json_key(json, "mode");
-		json_string(json, lab_region_mode_name(region->mode));
+		ivlab_json_string(json, lab_region_mode_name(region->mode));
 		g_string_append_printf(json, ",\"size\":%" G_GUINT64_FORMAT ",\"vectors\":%u,", region->size,
 				       region->vectors);
 		json_key(json, "shm");
-		json_string(json, shm_path);
+		ivlab_json_string(json, shm_path);
 		g_string_append_printf(json, ",\"shm_present\":%s}", present ? "true" : "false");
 		if (!as_json)
 			printf("%-10s %-9s %-8s %-7u %s%s\n", region->name, lab_region_mode_name(region->mode),

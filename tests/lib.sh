@@ -31,6 +31,17 @@ skip_or_fail() {
 	exit 0
 }
 
+# wait_until SECONDS COMMAND...: poll a condition with a deadline.
+wait_until() {
+	limit=$1
+	shift
+	end=$(($(date +%s) + limit))
+	until "$@"; do
+		[ "$(date +%s)" -ge "$end" ] && return 1
+		sleep 0.05
+	done
+}
+
 diag() {
 	printf '%s\n' "$@" | sed 's/^/# /'
 }

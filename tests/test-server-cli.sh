@@ -27,16 +27,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-wait_until() {
-	limit=$1
-	shift
-	end=$(($(date +%s) + limit))
-	until "$@"; do
-		[ "$(date +%s)" -ge "$end" ] && return 1
-		sleep 0.05
-	done
-}
-
 # expect_error STATUS MESSAGE ARGS...: ivlab fails with STATUS and MESSAGE on stderr.
 expect_error() {
 	want_status=$1

@@ -27,17 +27,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# wait_until SECONDS COMMAND...: poll a condition with a deadline.
-wait_until() {
-	limit=$1
-	shift
-	end=$(($(date +%s) + limit))
-	until "$@"; do
-		[ "$(date +%s)" -ge "$end" ] && return 1
-		sleep 0.05
-	done
-}
-
 peer_ids() {
 	"$IVLAB" server --status --json --socket "$sock" 2>/dev/null |
 		sed -n 's/.*"peers": \[\(.*\)\].*/\1/p' | tr -d ' '
