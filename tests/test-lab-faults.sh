@@ -59,13 +59,15 @@ ok "up"
 # Another lab file with the same lab name, differently: its regions, sockets
 # and domains would collide.
 sed 's/size="1MiB"/size="2MiB"/' "$lab" >"$scratch/other.xml"
-before=$(virsh -q list --all --uuid | sort)
+# Only this lab's domains: the other tests define and remove theirs meanwhile.
+lab_domains() { virsh -q list --all --uuid --name | grep " $name-" | sort; }
+before=$(lab_domains)
 "$IVLAB" -f "$scratch/other.xml" up >"$scratch/collide.log" 2>&1
 status=$?
 check "up of a different lab with the same name fails and names the running one" \
 	sh -c "[ $status -eq 1 ] && grep -q 'taken by a running lab from $lab' '$scratch/collide.log' && grep -q 'collide' '$scratch/collide.log'"
 diag "$(cat "$scratch/collide.log")"
-after=$(virsh -q list --all --uuid | sort)
+after=$(lab_domains)
 check "the collision created no domain" test "$before" = "$after"
 mkdir -p "$scratch/state2"
 IVLAB_STATE_DIR=$scratch/state2 "$IVLAB" -f "$lab" up >"$scratch/state2.log" 2>&1
