@@ -256,7 +256,9 @@ class Guest:
         console = "ttyS0" if self.arch == "x86_64" else "ttyAMA0"
         append = "console=%s panic=-1 ivlab.lab=test ivlab.guest=%s ivlab.regions=%s" % (
             console, self.name, slots)
-        cmd = [QEMU[self.arch], "-accel", "tcg", "-m", "256", "-smp", "1", "-nographic", "-nic", "none",
+        # One vCPU of a possible two: TCG makes a guest's atomics atomic
+        # across processes only when the machine may have several vCPUs.
+        cmd = [QEMU[self.arch], "-accel", "tcg", "-m", "256", "-smp", "1,maxcpus=2", "-nographic", "-nic", "none",
                "-no-reboot", "-monitor", "none", "-serial", "file:" + self.console_path,
                "-kernel", self.kernel, "-initrd", self.initrd, "-append", append]
         cmd += ["-M", self.machine]
