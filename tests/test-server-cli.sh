@@ -127,9 +127,10 @@ d = json.load(open(sys.argv[1]))
 sys.exit(not (d['size'] == 2 << 30 and d['vectors'] == 8 and d['pid'] == int(sys.argv[2])
               and d['peers'] == [] and d['shm'] == 'memfd' and d['socket'] == sys.argv[3]))" \
 	"$scratch/json" "$pid" "$s"
+# The server may answer a status query before it has logged a disconnect.
 check "the log file has connects and disconnects with ids" \
-	grep -q "ivlab-server\[$pid\]: peer $wid connected" "$log"
-check "... and the disconnect" grep -q "ivlab-server\[$pid\]: peer $wid disconnected" "$log"
+	wait_until 5 grep -q "ivlab-server\[$pid\]: peer $wid connected" "$log"
+check "... and the disconnect" wait_until 5 grep -q "ivlab-server\[$pid\]: peer $wid disconnected" "$log"
 mv "$log" "$log.1"
 kill -HUP "$pid"
 wait_until 10 test -e "$log"
