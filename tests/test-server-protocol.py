@@ -7,6 +7,7 @@ growth, fd exhaustion)."""
 
 import mmap
 import os
+import re
 import resource
 import shutil
 import signal
@@ -291,8 +292,9 @@ def test_never_reads():
         ok((0, False) in reader.log[3:], "with --stall-timeout 300 the silent client is dropped "
            "and the others are told")
         log = open(srv.log).read()
-        ok("peer 0 dropped: not reading for 300 ms" in log, "the log says why peer 0 was dropped",
-           log[-500:])
+        # Which limit trips first (300 ms, or the queue bound) depends on load.
+        ok(re.search(r"peer 0 dropped: not reading (for 300 ms|\(output queue full\))", log),
+           "the log says why peer 0 was dropped", log[-500:])
         # The last client's close may not have been reaped yet: wait for it.
         deadline = time.monotonic() + 10
         peers = srv.peers()
