@@ -25,24 +25,6 @@ static const GOptionEntry entries[] = {
 	{ NULL }
 };
 
-static gboolean write_all(int fd, const char *data, gsize length)
-{
-	while (length) {
-		ssize_t done = send(fd, data, length, MSG_NOSIGNAL);
-
-		if (done < 0 && errno == ENOTSOCK)
-			done = write(fd, data, length);
-
-		if (done < 0 && errno == EINTR)
-			continue;
-		if (done <= 0)
-			return FALSE;
-		data += done;
-		length -= done;
-	}
-	return TRUE;
-}
-
 /* Pump stdin to the console and the console to stdout until Ctrl-] on
  * stdin, EOF from either side. */
 static gboolean pump(int console_fd, gboolean tty, const char **why)
@@ -67,7 +49,7 @@ static gboolean pump(int console_fd, gboolean tty, const char **why)
 				*why = "the console closed (the guest stopped?)";
 				return TRUE;
 			}
-			write_all(STDOUT_FILENO, buffer, got);
+			ivlab_write_all(STDOUT_FILENO, buffer, got);
 		}
 		if (fds[0].revents) {
 			ssize_t got = read(STDIN_FILENO, buffer, sizeof(buffer));
@@ -79,11 +61,11 @@ static gboolean pump(int console_fd, gboolean tty, const char **why)
 			}
 			escape = memchr(buffer, ESCAPE_CHAR, got);
 			if (escape) {
-				write_all(console_fd, buffer, escape - buffer);
+				ivlab_write_all(console_fd, buffer, escape - buffer);
 				*why = NULL;
 				return TRUE;
 			}
-			if (!write_all(console_fd, buffer, got)) {
+			if (!ivlab_write_all(console_fd, buffer, got)) {
 				*why = "the console closed (the guest stopped?)";
 				return TRUE;
 			}

@@ -48,6 +48,9 @@ gboolean ivlab_fail(GError **error, const char *fmt, ...) G_GNUC_PRINTF(2, 3);
 /* The keys of a table keyed by GUINT_TO_POINTER(id), sorted, as guints. */
 GArray *ivlab_sorted_ids(GHashTable *table);
 
+/* Write all of data to fd (a socket, pipe or terminal); FALSE on error or EOF. */
+gboolean ivlab_write_all(int fd, const char *data, gsize length);
+
 /* Messages for people, on stderr; main() alone prints errors. */
 void ivlab_set_verbosity(int verbose, gboolean quiet);
 int ivlab_verbosity(void);

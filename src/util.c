@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 #include <glib/gstdio.h>
 
@@ -12,6 +13,24 @@
 G_DEFINE_QUARK(ivlab-error-quark, ivlab_error)
 
 static int verbosity = 1;
+
+gboolean ivlab_write_all(int fd, const char *data, gsize length)
+{
+	while (length) {
+		/* send() for sockets, so a closed peer is an error and not SIGPIPE. */
+		ssize_t done = send(fd, data, length, MSG_NOSIGNAL);
+
+		if (done < 0 && errno == ENOTSOCK)
+			done = write(fd, data, length);
+		if (done < 0 && errno == EINTR)
+			continue;
+		if (done <= 0)
+			return FALSE;
+		data += done;
+		length -= done;
+	}
+	return TRUE;
+}
 
 gboolean ivlab_fail(GError **error, const char *fmt, ...)
 {

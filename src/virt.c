@@ -419,21 +419,6 @@ static void link_flush(struct virt_link *link)
 	link_update_events(link);
 }
 
-static gboolean write_all(int fd, const char *data, gsize length)
-{
-	while (length) {
-		ssize_t done = send(fd, data, length, MSG_NOSIGNAL);
-
-		if (done < 0 && errno == EINTR)
-			continue;
-		if (done <= 0)
-			return FALSE;
-		data += done;
-		length -= done;
-	}
-	return TRUE;
-}
-
 static void link_stream_event(virStreamPtr stream, int events, void *opaque)
 {
 	struct virt_link *link = opaque;
@@ -452,7 +437,7 @@ static void link_stream_event(virStreamPtr stream, int events, void *opaque)
 
 			if (got == -2)
 				break;
-			if (got <= 0 || !write_all(link->pump_fd, buffer, got)) {
+			if (got <= 0 || !ivlab_write_all(link->pump_fd, buffer, got)) {
 				virResetLastError();
 				link_stream_over(link);
 				break;
