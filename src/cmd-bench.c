@@ -2,14 +2,11 @@
  * ping-pong latency on the running lab, as a table or JSON. */
 #include "config.h"
 
+#include <math.h>
 #include <stdio.h>
 
 #include "ivlab.h"
-#include "lab.h"
 #include "labbench.h"
-#include "virt.h"
-
-extern const struct ivlab_cmd cmd_bench_entry;
 
 static gboolean as_json;
 static int iterations = 1000;
@@ -30,69 +27,74 @@ static const GOptionEntry entries[] = {
 	{ NULL }
 };
 
-static void json_number_key(GString *json, const char *key, double value, const char *format)
+static void add_string(JsonBuilder *builder, const char *name, const char *value)
 {
-	char number[G_ASCII_DTOSTR_BUF_SIZE];
-
-	g_string_append_printf(json, ",\"%s\":%s", key, g_ascii_formatd(number, sizeof(number), format, value));
+	json_builder_set_member_name(builder, name);
+	json_builder_add_string_value(builder, value);
 }
 
-static void json_item(GString *json, const struct labbench_item *item)
+static void add_int(JsonBuilder *builder, const char *name, gint64 value)
 {
-	g_string_append(json, "{\"name\":");
-	ivlab_json_string(json, item->name);
-	g_string_append(json, ",\"region\":");
-	ivlab_json_string(json, item->region);
+	json_builder_set_member_name(builder, name);
+	json_builder_add_int_value(builder, value);
+}
+
+/* MB/s to one decimal, as the table shows them. */
+static void add_mbps(JsonBuilder *builder, const char *name, double value)
+{
+	json_builder_set_member_name(builder, name);
+	json_builder_add_double_value(builder, round(value * 10) / 10);
+}
+
+static void add_item(JsonBuilder *builder, const struct labbench_item *item)
+{
+	json_builder_begin_object(builder);
+	add_string(builder, "name", item->name);
+	add_string(builder, "region", item->region);
 	if (item->kind == LABBENCH_COPY) {
-		g_string_append(json, ",\"guest\":");
-		ivlab_json_string(json, item->guest);
-		g_string_append_printf(json, ",\"size\":%" G_GUINT64_FORMAT, item->size);
+		add_string(builder, "guest", item->guest);
+		add_int(builder, "size", (gint64)item->size);
 	} else {
-		g_string_append(json, ",\"initiator\":");
-		ivlab_json_string(json, item->initiator);
-		g_string_append(json, ",\"responder\":");
-		ivlab_json_string(json, item->responder);
+		add_string(builder, "initiator", item->initiator);
+		add_string(builder, "responder", item->responder);
 	}
-	g_string_append_printf(json, ",\"iterations\":%u", item->iterations);
+	add_int(builder, "iterations", item->iterations);
 	if (item->error) {
-		g_string_append(json, ",\"error\":");
-		ivlab_json_string(json, item->error);
+		add_string(builder, "error", item->error);
 	} else if (item->kind == LABBENCH_COPY) {
-		json_number_key(json, "to_region_mbps", item->to_region_mbps, "%.1f");
-		json_number_key(json, "from_region_mbps", item->from_region_mbps, "%.1f");
-		json_number_key(json, "ram_mbps", item->ram_mbps, "%.1f");
+		add_mbps(builder, "to_region_mbps", item->to_region_mbps);
+		add_mbps(builder, "from_region_mbps", item->from_region_mbps);
+		add_mbps(builder, "ram_mbps", item->ram_mbps);
 	} else {
-		g_string_append_printf(json, ",\"median_ns\":%" G_GUINT64_FORMAT ",\"p99_ns\":%" G_GUINT64_FORMAT,
-				       item->median_ns, item->p99_ns);
+		add_int(builder, "median_ns", (gint64)item->median_ns);
+		add_int(builder, "p99_ns", (gint64)item->p99_ns);
 	}
-	g_string_append_c(json, '}');
+	json_builder_end_object(builder);
 }
 
 static void print_json(const struct lab *lab, GPtrArray *items)
 {
-	g_autoptr(GString) json = g_string_new("{\"lab\":");
 	static const char *const lists[] = { "copy", "pingpong" };
+	g_autoptr(JsonBuilder) builder = json_builder_new();
+	g_autoptr(JsonNode) root = NULL;
 
-	ivlab_json_string(json, lab->name);
-	g_string_append_printf(json, ",\"iterations\":%d", iterations);
+	json_builder_begin_object(builder);
+	add_string(builder, "lab", lab->name);
+	add_int(builder, "iterations", iterations);
 	for (guint kind = 0; kind < G_N_ELEMENTS(lists); kind++) {
-		gboolean first = TRUE;
-
-		g_string_append_printf(json, ",\"%s\":[", lists[kind]);
+		json_builder_set_member_name(builder, lists[kind]);
+		json_builder_begin_array(builder);
 		for (guint i = 0; i < items->len; i++) {
 			const struct labbench_item *item = g_ptr_array_index(items, i);
 
-			if ((guint)item->kind != kind)
-				continue;
-			if (!first)
-				g_string_append_c(json, ',');
-			first = FALSE;
-			json_item(json, item);
+			if ((guint)item->kind == kind)
+				add_item(builder, item);
 		}
-		g_string_append_c(json, ']');
+		json_builder_end_array(builder);
 	}
-	g_string_append(json, "}\n");
-	fputs(json->str, stdout);
+	json_builder_end_object(builder);
+	root = json_builder_get_root(builder);
+	ivlab_print_json(root);
 }
 
 static void print_table(const struct lab *lab, GPtrArray *items)
@@ -135,37 +137,33 @@ static void print_table(const struct lab *lab, GPtrArray *items)
 	}
 }
 
-static gboolean cmd_bench_exec(struct ivlab_ctx *ctx, int argc, char **argv, GError **error)
+static gboolean cmd_bench_check(const struct ivlab_cmd *self, int argc, char **argv, GError **error)
 {
-	g_autofree char *path = NULL;
-	g_autoptr(Lab) lab = NULL;
-	g_autoptr(virConnect) conn = NULL;
+	guint64 size;
+
+	if (iterations < 1 || iterations > 1000000)
+		return cmd_usage_error(error, self, "--iterations must be 1..1000000");
+	if (timeout_seconds <= 0)
+		return cmd_usage_error(error, self, "--timeout must be positive");
+	if (size_text && (!ivlab_parse_size(size_text, &size) || size == 0))
+		return cmd_usage_error(error, self, "--size: '%s' is not a size in bytes", size_text);
+	return TRUE;
+}
+
+static gboolean cmd_bench_exec(const struct ivlab_cmd *self, struct ivlab_ctx *ctx, int argc,
+			       char **argv, GError **error)
+{
+	const struct lab *lab = ctx->session->lab;
 	g_autoptr(GPtrArray) items = NULL;
 	struct labbench_options opts = { 0 };
 	guint failed = 0;
 
-	if (!cmd_parse(&cmd_bench_entry, entries, &argc, &argv, error))
-		return FALSE;
-	if (argc > 1)
-		return cmd_usage_error(error, &cmd_bench_entry, "unexpected argument '%s'", argv[1]);
-	if (iterations < 1 || iterations > 1000000)
-		return cmd_usage_error(error, &cmd_bench_entry, "--iterations must be 1..1000000");
-	if (timeout_seconds <= 0)
-		return cmd_usage_error(error, &cmd_bench_entry, "--timeout must be positive");
-	if (size_text && (!ivlab_parse_size(size_text, &opts.size) || opts.size == 0))
-		return cmd_usage_error(error, &cmd_bench_entry, "--size: '%s' is not a size in bytes",
-				       size_text);
-	path = lab_resolve_path(ctx->lab_path);
-	lab = lab_load(path, error);
-	if (!lab)
-		return FALSE;
-	conn = virt_connect(ctx->uri, error);
-	if (!conn)
-		return FALSE;
+	if (size_text)
+		ivlab_parse_size(size_text, &opts.size);
 	opts.filter = filter;
 	opts.iterations = (guint)iterations;
 	opts.timeout_ms = timeout_seconds * 1000;
-	items = labbench_run(conn, lab, &opts, error);
+	items = labbench_run(ctx->session, &opts, error);
 	if (!items)
 		return FALSE;
 	if (!items->len)
@@ -193,5 +191,8 @@ const struct ivlab_cmd cmd_bench_entry = {
 		"doorbell region: ping-pong round trips, median and 99th percentile, for every\n"
 		"ordered pair of guests and from the host peer to each guest. Measurements are\n"
 		"named copy/REGION/GUEST and pingpong/REGION/INITIATOR->RESPONDER.",
+	.options = entries,
+	.needs = CMD_NEEDS_RUNNING_LAB,
+	.check = cmd_bench_check,
 	.exec = cmd_bench_exec,
 };

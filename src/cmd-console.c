@@ -10,10 +10,9 @@
 #include <unistd.h>
 
 #include "ivlab.h"
+#include "labsession.h"
 #include "lab.h"
 #include "virt.h"
-
-extern const struct ivlab_cmd cmd_console_entry;
 
 #define ESCAPE_CHAR 0x1d /* Ctrl-] */
 
@@ -74,54 +73,43 @@ static gboolean pump(int console_fd, gboolean tty, const char **why)
 	(void)tty;
 }
 
-static gboolean cmd_console_exec(struct ivlab_ctx *ctx, int argc, char **argv, GError **error)
+static gboolean cmd_console_check(const struct ivlab_cmd *self, int argc, char **argv,
+				  GError **error)
 {
-	g_autofree char *path = NULL;
-	g_autoptr(Lab) lab = NULL;
-	g_autoptr(virConnect) conn = NULL;
-	g_autoptr(virDomain) dom = NULL;
+	if (argc != 2)
+		return cmd_usage_error(error, self, "name one guest");
+	return TRUE;
+}
+
+static gboolean cmd_console_exec(const struct ivlab_cmd *self, struct ivlab_ctx *ctx, int argc,
+				 char **argv, GError **error)
+{
+	struct lab_session *session = ctx->session;
+	struct session_guest *sg = labsession_guest(session, argv[1]);
 	g_autoptr(VirtLink) link = NULL;
-	struct lab_guest *guest;
+	virDomainPtr dom;
 	struct termios saved, raw;
 	gboolean tty = isatty(STDIN_FILENO);
 	const char *why = NULL;
 	gboolean ok;
 
-	if (!cmd_parse(&cmd_console_entry, entries, &argc, &argv, error))
-		return FALSE;
-	if (argc != 2)
-		return cmd_usage_error(error, &cmd_console_entry, "name one guest");
-	path = lab_resolve_path(ctx->lab_path);
-	lab = lab_load(path, error);
-	if (!lab)
-		return FALSE;
-	guest = lab_find_guest(lab, argv[1]);
-	if (!guest) {
-		g_set_error(error, IVLAB_ERROR, IVLAB_ERROR_FAILED, "%s: the lab '%s' has no guest '%s'",
-			    path, lab->name, argv[1]);
-		return FALSE;
-	}
-	conn = virt_connect(ctx->uri, error);
-	if (!conn)
-		return FALSE;
-	dom = virt_lab_domain(conn, lab, guest, error);
+	dom = sg->dom;
 	if (!dom) {
-		if (error && !*error)
-			g_set_error(error, IVLAB_ERROR, IVLAB_ERROR_FAILED,
-				    "guest %s is not defined (the lab '%s' is not up; 'ivlab up' "
-				    "starts it)", guest->name, lab->name);
+		g_set_error(error, IVLAB_ERROR, IVLAB_ERROR_FAILED,
+			    "guest %s is not defined (the lab '%s' is not up; 'ivlab up' starts it)",
+			    sg->guest->name, session->lab->name);
 		return FALSE;
 	}
 	if (!virt_is_running(dom)) {
 		g_set_error(error, IVLAB_ERROR, IVLAB_ERROR_FAILED,
 			    "guest %s (%s) is not running (state: %s); 'ivlab up' starts it",
-			    guest->name, virDomainGetName(dom), virt_state_name(virt_state(dom)));
+			    sg->guest->name, virDomainGetName(dom), virt_state_name(virt_state(dom)));
 		return FALSE;
 	}
 	link = virt_open_console(dom, force, error);
 	if (!link)
 		return FALSE;
-	fprintf(stderr, "Connected to %s (%s). Escape character is ^]\r\n", guest->name,
+	fprintf(stderr, "Connected to %s (%s). Escape character is ^]\r\n", sg->guest->name,
 		virDomainGetName(dom));
 	if (tty && tcgetattr(STDIN_FILENO, &saved) == 0) {
 		raw = saved;
@@ -135,11 +123,11 @@ static gboolean cmd_console_exec(struct ivlab_ctx *ctx, int argc, char **argv, G
 		tcsetattr(STDIN_FILENO, TCSAFLUSH, &saved);
 	fprintf(stderr, "\n");
 	if (!ok) {
-		g_set_error(error, IVLAB_ERROR, IVLAB_ERROR_FAILED, "%s: console: %s", guest->name, why);
+		g_set_error(error, IVLAB_ERROR, IVLAB_ERROR_FAILED, "%s: console: %s", sg->guest->name, why);
 		return FALSE;
 	}
 	if (why)
-		ivlab_info("%s: %s", guest->name, why);
+		ivlab_info("%s: %s", sg->guest->name, why);
 	return TRUE;
 }
 
@@ -150,5 +138,9 @@ const struct ivlab_cmd cmd_console_entry = {
 	.description =
 		"The guest's console offers a shell with the ivlab module loaded: look at\n"
 		"/dev/ivlab*, /sys/bus/pci/drivers/ivlab and dmesg. Ctrl-] detaches.",
+	.options = entries,
+	.max_args = -1,
+	.needs = CMD_NEEDS_CONNECTION | CMD_GUEST_ARGS,
+	.check = cmd_console_check,
 	.exec = cmd_console_exec,
 };

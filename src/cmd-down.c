@@ -7,8 +7,6 @@
 #include "labrun.h"
 #include "virt.h"
 
-extern const struct ivlab_cmd cmd_down_entry;
-
 static gboolean keep;
 
 static const GOptionEntry entries[] = {
@@ -17,20 +15,22 @@ static const GOptionEntry entries[] = {
 	{ NULL }
 };
 
-static gboolean cmd_down_exec(struct ivlab_ctx *ctx, int argc, char **argv, GError **error)
+static gboolean cmd_down_check(const struct ivlab_cmd *self, int argc, char **argv, GError **error)
+{
+	if (argc == 2 && !ivlab_name_is_safe(argv[1]))
+		return cmd_usage_error(error, self, "'%s' is not a lab name", argv[1]);
+	return TRUE;
+}
+
+static gboolean cmd_down_exec(const struct ivlab_cmd *self, struct ivlab_ctx *ctx, int argc,
+			      char **argv, GError **error)
 {
 	g_autoptr(Lab) lab = NULL;
 	g_autoptr(virConnect) conn = NULL;
 	g_autofree char *lab_name = NULL;
 
-	if (!cmd_parse(&cmd_down_entry, entries, &argc, &argv, error))
-		return FALSE;
-	if (argc > 2)
-		return cmd_usage_error(error, &cmd_down_entry, "unexpected argument '%s'", argv[2]);
 	if (argc == 2) {
 		/* By name: for a lab whose file is gone or changed. */
-		if (!ivlab_name_is_safe(argv[1]))
-			return cmd_usage_error(error, &cmd_down_entry, "'%s' is not a lab name", argv[1]);
 		lab_name = g_strdup(argv[1]);
 	} else {
 		g_autofree char *path = lab_resolve_path(ctx->lab_path);
@@ -58,5 +58,8 @@ const struct ivlab_cmd cmd_down_entry = {
 		"ivlab metadata, nothing else), stops its ivshmem servers and removes their sockets,\n"
 		"pidfiles and the lab's shm objects. Safe to run again. With LAB-NAME, works\n"
 		"without the lab file.",
+	.options = entries,
+	.max_args = 1,
+	.check = cmd_down_check,
 	.exec = cmd_down_exec,
 };

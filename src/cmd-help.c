@@ -5,16 +5,18 @@
 
 #include "ivlab.h"
 
-extern const struct ivlab_cmd cmd_help_entry;
+static gboolean cmd_help_check(const struct ivlab_cmd *self, int argc, char **argv, GError **error)
+{
+	if (argc > 2)
+		return cmd_usage_error(error, self, "too many arguments");
+	return TRUE;
+}
 
-static gboolean cmd_help_exec(struct ivlab_ctx *ctx, int argc, char **argv, GError **error)
+static gboolean cmd_help_exec(const struct ivlab_cmd *self, struct ivlab_ctx *ctx, int argc,
+			      char **argv, GError **error)
 {
 	const struct ivlab_cmd *cmd;
 
-	if (!cmd_parse(&cmd_help_entry, NULL, &argc, &argv, error))
-		return FALSE;
-	if (argc > 2)
-		return cmd_usage_error(error, &cmd_help_entry, "too many arguments");
 	if (argc == 1) {
 		main_print_usage(stdout);
 		return TRUE;
@@ -24,12 +26,14 @@ static gboolean cmd_help_exec(struct ivlab_ctx *ctx, int argc, char **argv, GErr
 		return FALSE;
 	/* Every command prints its own --help through GOption and exits 0. */
 	char *help_argv[] = { (char *)cmd->name, (char *)"--help", NULL };
-	return cmd->exec(ctx, 2, help_argv, error);
+	return cmd_run(cmd, ctx, 2, help_argv, error);
 }
 
 const struct ivlab_cmd cmd_help_entry = {
 	.name = "help",
 	.usage = "[COMMAND]",
 	.summary = "show the commands, or one command's options",
+	.max_args = -1,
+	.check = cmd_help_check,
 	.exec = cmd_help_exec,
 };

@@ -9,8 +9,6 @@
 #include "ivlab.h"
 #include "peer.h"
 
-extern const struct ivlab_cmd cmd_peer_entry;
-
 /* "4096", "4K", "0x1000" */
 static gboolean parse_offset(const char *text, guint64 *value)
 {
@@ -134,9 +132,9 @@ static gboolean monitor(struct peer *peer, int timeout_ms, GError **error)
 	}
 }
 
-static gboolean cmd_peer(struct ivlab_ctx *ctx, int argc, char **argv, GError **error)
+static gboolean cmd_peer(const struct ivlab_cmd *cmd, struct ivlab_ctx *ctx, int argc, char **argv,
+			 GError **error)
 {
-	const struct ivlab_cmd *cmd = &cmd_peer_entry;
 	g_autofree char *socket_path = NULL;
 	/* G_MININT: not given (an explicit negative value is a usage error). */
 	int timeout_ms = G_MININT, wait_peers = G_MININT;
@@ -252,5 +250,6 @@ const struct ivlab_cmd cmd_peer_entry = {
 		"  monitor                print connects and disconnects (until --timeout)\n"
 		"Offsets and lengths take units (4K, 1M) or hex (0x1000). The host peer\n"
 		"takes a peer id like any guest while it is connected.",
+	.needs = CMD_OWN_OPTIONS,
 	.exec = cmd_peer,
 };

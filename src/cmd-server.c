@@ -306,18 +306,34 @@ static gboolean print_status(const char *socket_path, gboolean json, GError **er
 	if (!server_query(socket_path, &info, error))
 		return FALSE;
 	if (json) {
-		g_string_append(out, "{\"socket\": ");
-		ivlab_json_string(out, info.socket_path);
-		g_string_append_printf(out, ", \"pid\": %ld, \"size\": %" G_GUINT64_FORMAT
-				       ", \"vectors\": %u, \"shm\": ",
-				       (long)info.pid, info.size, info.vectors);
-		ivlab_json_string(out, info.shm);
-		g_string_append_printf(out, ", \"max_peers\": %u, \"backlogged\": %u, \"peers\": [",
-				       info.max_peers, info.backlogged);
+		g_autoptr(JsonBuilder) builder = json_builder_new();
+		g_autoptr(JsonNode) root = NULL;
+		g_autofree char *text = NULL;
+
+		json_builder_begin_object(builder);
+		json_builder_set_member_name(builder, "socket");
+		json_builder_add_string_value(builder, info.socket_path);
+		json_builder_set_member_name(builder, "pid");
+		json_builder_add_int_value(builder, info.pid);
+		json_builder_set_member_name(builder, "size");
+		json_builder_add_int_value(builder, (gint64)info.size);
+		json_builder_set_member_name(builder, "vectors");
+		json_builder_add_int_value(builder, info.vectors);
+		json_builder_set_member_name(builder, "shm");
+		json_builder_add_string_value(builder, info.shm);
+		json_builder_set_member_name(builder, "max_peers");
+		json_builder_add_int_value(builder, info.max_peers);
+		json_builder_set_member_name(builder, "backlogged");
+		json_builder_add_int_value(builder, info.backlogged);
+		json_builder_set_member_name(builder, "peers");
+		json_builder_begin_array(builder);
 		for (guint i = 0; i < info.peer_ids->len; i++)
-			g_string_append_printf(out, "%s%u", i ? ", " : "",
-					       g_array_index(info.peer_ids, guint, i));
-		g_string_append(out, "]}\n");
+			json_builder_add_int_value(builder, g_array_index(info.peer_ids, guint, i));
+		json_builder_end_array(builder);
+		json_builder_end_object(builder);
+		root = json_builder_get_root(builder);
+		text = json_to_string(root, FALSE);
+		g_string_append_printf(out, "%s\n", text);
 	} else {
 		g_autofree char *size = ivlab_format_size(info.size);
 
@@ -359,11 +375,9 @@ static char *absolute(const char *path)
 	return path ? g_canonicalize_filename(path, NULL) : NULL;
 }
 
-extern const struct ivlab_cmd cmd_server_entry;
-
-static gboolean cmd_server(struct ivlab_ctx *ctx, int argc, char **argv, GError **error)
+static gboolean cmd_server(const struct ivlab_cmd *cmd, struct ivlab_ctx *ctx, int argc,
+			   char **argv, GError **error)
 {
-	const struct ivlab_cmd *cmd = &cmd_server_entry;
 	g_autofree char *socket_path = NULL, *size_text = NULL, *vectors_text = NULL;
 	g_autofree char *shm_name = NULL, *shm_dir = NULL, *max_peers_text = NULL;
 	g_autofree char *mode_text = NULL, *group = NULL, *pidfile = NULL, *log_file = NULL;
@@ -488,5 +502,6 @@ const struct ivlab_cmd cmd_server_entry = {
 		"  ivlab server --socket /run/ivlab/r0.sock --size 16M --vectors 4\n"
 		"  ivlab server -d -s /run/ivlab/r0.sock -p /run/ivlab/r0.pid --socket-mode 0660 --socket-group kvm\n"
 		"  ivlab server --status --socket /run/ivlab/r0.sock --json",
+	.needs = CMD_OWN_OPTIONS,
 	.exec = cmd_server,
 };

@@ -6,12 +6,8 @@
 #include <unistd.h>
 
 #include "ivlab.h"
-#include "lab.h"
 #include "labtest.h"
 #include "report.h"
-#include "virt.h"
-
-extern const struct ivlab_cmd cmd_test_entry;
 
 #define TIMEOUT_MAX 86400 /* a day */
 
@@ -33,30 +29,23 @@ static const GOptionEntry entries[] = {
 	{ NULL }
 };
 
-static gboolean cmd_test_exec(struct ivlab_ctx *ctx, int argc, char **argv, GError **error)
+static gboolean cmd_test_check(const struct ivlab_cmd *self, int argc, char **argv, GError **error)
 {
-	g_autofree char *path = NULL;
-	g_autoptr(Lab) lab = NULL;
-	g_autoptr(virConnect) conn = NULL;
+	/* Counted in milliseconds as an int further down. */
+	if (timeout_seconds <= 0 || timeout_seconds > TIMEOUT_MAX)
+		return cmd_usage_error(error, self, "--timeout: %d is not in 1..%d seconds",
+				       timeout_seconds, TIMEOUT_MAX);
+	return TRUE;
+}
+
+static gboolean cmd_test_exec(const struct ivlab_cmd *self, struct ivlab_ctx *ctx, int argc,
+			      char **argv, GError **error)
+{
+	const struct lab *lab = ctx->session->lab;
 	g_autoptr(Report) report = NULL;
 	struct labtest_options opts = { 0 };
 	guint failed;
 
-	if (!cmd_parse(&cmd_test_entry, entries, &argc, &argv, error))
-		return FALSE;
-	if (argc > 1)
-		return cmd_usage_error(error, &cmd_test_entry, "unexpected argument '%s'", argv[1]);
-	/* Counted in milliseconds as an int further down. */
-	if (timeout_seconds <= 0 || timeout_seconds > TIMEOUT_MAX)
-		return cmd_usage_error(error, &cmd_test_entry, "--timeout: %d is not in 1..%d seconds",
-				       timeout_seconds, TIMEOUT_MAX);
-	path = lab_resolve_path(ctx->lab_path);
-	lab = lab_load(path, error);
-	if (!lab)
-		return FALSE;
-	conn = virt_connect(ctx->uri, error);
-	if (!conn)
-		return FALSE;
 	report = report_new(lab->name);
 	opts.filter = filter;
 	opts.timeout_ms = timeout_seconds * 1000;
@@ -69,7 +58,7 @@ static gboolean cmd_test_exec(struct ivlab_ctx *ctx, int argc, char **argv, GErr
 			printf("TAP version 13\n");
 		report_stream(report, stdout, tap);
 	}
-	if (!labtest_run(conn, lab, &opts, report, error))
+	if (!labtest_run(ctx->session, &opts, report, error))
 		return FALSE;
 	if (tap)
 		report_print_tap_plan(report, stdout);
@@ -102,5 +91,8 @@ const struct ivlab_cmd cmd_test_entry = {
 		"IVPositions, seeded patterns in both directions, concurrent slices, atomic\n"
 		"increments, unaligned copies, doorbells on every vector between every pair, and\n"
 		"a guest restart. Exits 0 only when every check passed.",
+	.options = entries,
+	.needs = CMD_NEEDS_RUNNING_LAB,
+	.check = cmd_test_check,
 	.exec = cmd_test_exec,
 };

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "ivlab.h"
+#include "labsession.h"
 
 extern const struct ivlab_cmd cmd_bench_entry;
 extern const struct ivlab_cmd cmd_console_entry;
@@ -130,4 +131,49 @@ gboolean cmd_parse(const struct ivlab_cmd *cmd, const GOptionEntry *entries,
 	if (!g_option_context_parse(context, argc, argv, &parse_error))
 		return cmd_usage_error(error, cmd, "%s", parse_error->message);
 	return TRUE;
+}
+
+static guint session_needs(guint needs)
+{
+	guint wanted = 0;
+
+	if (needs & CMD_NEEDS_CONNECTION)
+		wanted |= LABSESSION_CONNECTION;
+	if (needs & CMD_NEEDS_RUN)
+		wanted |= LABSESSION_RUN;
+	if (needs & CMD_NEEDS_RUNNING_LAB)
+		wanted |= LABSESSION_CONNECTION | LABSESSION_RUNNING;
+	return wanted;
+}
+
+gboolean cmd_run(const struct ivlab_cmd *cmd, struct ivlab_ctx *ctx, int argc, char **argv,
+		 GError **error)
+{
+	gboolean ok;
+
+	if (!(cmd->needs & CMD_OWN_OPTIONS)) {
+		if (!cmd_parse(cmd, cmd->options, &argc, &argv, error))
+			return FALSE;
+		if (cmd->max_args >= 0 && argc - 1 > cmd->max_args)
+			return cmd_usage_error(error, cmd, "unexpected argument '%s'",
+					       argv[1 + cmd->max_args]);
+	}
+	if (cmd->check && !cmd->check(cmd, argc, argv, error))
+		return FALSE;
+	if (cmd->needs & (CMD_NEEDS_LAB | CMD_NEEDS_CONNECTION | CMD_NEEDS_RUN | CMD_NEEDS_RUNNING_LAB)) {
+		ctx->session = labsession_open(ctx->lab_path, error);
+		if (!ctx->session)
+			return FALSE;
+		if ((cmd->needs & CMD_GUEST_ARGS) && !labsession_check_guests(ctx->session, argc - 1, argv + 1, error))
+			ok = FALSE;
+		else
+			ok = labsession_attach(ctx->session, ctx->uri, session_needs(cmd->needs), error);
+		if (!ok) {
+			g_clear_pointer(&ctx->session, labsession_free);
+			return FALSE;
+		}
+	}
+	ok = cmd->exec(cmd, ctx, argc, argv, error);
+	g_clear_pointer(&ctx->session, labsession_free);
+	return ok;
 }

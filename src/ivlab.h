@@ -5,6 +5,7 @@
 
 #include <stdio.h>
 #include <glib.h>
+#include <json-glib/json-glib.h>
 
 #define IVLAB_ERROR (ivlab_error_quark())
 GQuark ivlab_error_quark(void);
@@ -14,12 +15,28 @@ enum ivlab_error_code {
 	IVLAB_ERROR_USAGE,  /* exit status 2 */
 };
 
-/* What main() parsed from the global options. */
+struct lab_session;
+
+/* What main() parsed from the global options, and what the dispatcher
+ * prepared for the command (cmd_run). */
 struct ivlab_ctx {
 	char *uri;      /* libvirt connection URI */
-	char *lab_path; /* lab file, NULL until resolved */
+	char *lab_path; /* -f, or NULL */
 	int verbose;    /* -v count */
 	gboolean quiet; /* -q */
+	struct lab_session *session; /* what the command's needs asked for, else NULL */
+};
+
+/* What a command needs before it runs, prepared by cmd_run() (as tmux
+ * resolves a command's target): each implies the ones before it. */
+enum ivlab_cmd_needs {
+	CMD_NEEDS_LAB = 1 << 0,         /* the lab file, loaded: ctx->session */
+	CMD_NEEDS_CONNECTION = 1 << 1,  /* libvirt and the lab's domains */
+	CMD_NEEDS_RUN = 1 << 2,         /* the lab's recorded run state */
+	CMD_NEEDS_RUNNING_LAB = 1 << 3, /* some domain of the lab is defined */
+	CMD_GUEST_ARGS = 1 << 4,        /* the operands name guests of the lab (checked
+					 * before connecting) */
+	CMD_OWN_OPTIONS = 1 << 5,       /* exec parses its options (subcommands) */
 };
 
 struct ivlab_cmd {
@@ -27,11 +44,20 @@ struct ivlab_cmd {
 	const char *usage;   /* parameter string, e.g. "[GUEST...]" */
 	const char *summary; /* one line for `ivlab help` */
 	const char *description; /* printed after the options in --help, or NULL */
+	const GOptionEntry *options; /* parsed by cmd_run(), NULL: none */
+	int max_args;        /* operands after the options; -1: any number */
+	guint needs;         /* enum ivlab_cmd_needs */
+	/* Checks option values and operands before anything is opened; NULL: none. */
+	gboolean (*check)(const struct ivlab_cmd *self, int argc, char **argv, GError **error);
 	/* argv[0] is the command name; returns FALSE and sets error on failure. */
-	gboolean (*exec)(struct ivlab_ctx *ctx, int argc, char **argv, GError **error);
+	gboolean (*exec)(const struct ivlab_cmd *self, struct ivlab_ctx *ctx, int argc, char **argv,
+			 GError **error);
 };
 
 const struct ivlab_cmd *cmd_lookup(const char *name, GError **error);
+/* Parse cmd's options, check them, prepare what it needs, run it. */
+gboolean cmd_run(const struct ivlab_cmd *cmd, struct ivlab_ctx *ctx, int argc, char **argv,
+		 GError **error);
 void cmd_print_list(FILE *out);
 /* The top-level usage text (main.c). */
 void main_print_usage(FILE *out);
@@ -69,8 +95,11 @@ char *ivlab_image_dir(const char *arch);
 gboolean ivlab_parse_size(const char *text, guint64 *bytes);
 char *ivlab_format_size(guint64 bytes);
 
-/* Append text as a JSON string (quoted, escaped) to out. */
-void ivlab_json_string(GString *out, const char *text);
+/* Print a JSON document on stdout, compact, on one line. */
+void ivlab_print_json(JsonNode *root);
+
+/* Does name pass a --filter GLOB (NULL selects everything)? */
+gboolean ivlab_filter_match(const char *filter, const char *name);
 
 /* Names that become libvirt domain names, file names and shm names. */
 gboolean ivlab_name_is_safe(const char *name);

@@ -441,6 +441,14 @@ struct lab_guest *lab_find_guest(struct lab *lab, const char *name)
 	return NULL;
 }
 
+int lab_guest_region_index(const struct lab_guest *guest, const struct lab_region *region)
+{
+	for (guint i = 0; i < guest->regions->len; i++)
+		if (g_ptr_array_index(guest->regions, i) == region)
+			return (int)i;
+	return -1;
+}
+
 struct lab_region *lab_find_region(struct lab *lab, const char *name)
 {
 	for (guint i = 0; i < lab->regions->len; i++) {

@@ -9,24 +9,18 @@
 #include "agentlink.h"
 #include "ivlab.h"
 #include "labbench.h"
+#include "labsession.h"
 #include "peer.h"
 
 #define PINGPONG_VECTOR 0
 #define ROUND_TIMEOUT_MS 10000
 #define PEER_TIMEOUT_MS 20000
 
-/* One guest as the bench sees it. */
-struct bguest {
-	const struct lab_guest *guest;
-	virDomainPtr dom;
-	struct agent_link *agent;
-	gint64 *ids; /* IVPosition per attached region (guest->regions order) */
-};
-
 struct bench {
+	struct lab_session *session;
 	const struct lab *lab;
 	const struct labbench_options *opts;
-	struct bguest *guests;
+	struct session_guest *guests;
 	guint n_guests;
 	GPtrArray *items;
 };
@@ -46,15 +40,7 @@ static void item_free(gpointer data)
 
 static gboolean want(struct bench *bench, const char *name)
 {
-	return !bench->opts->filter || g_pattern_match_simple(bench->opts->filter, name);
-}
-
-static int region_index(const struct lab_guest *guest, const struct lab_region *region)
-{
-	for (guint i = 0; i < guest->regions->len; i++)
-		if (g_ptr_array_index(guest->regions, i) == region)
-			return (int)i;
-	return -1;
+	return ivlab_filter_match(bench->opts->filter, name);
 }
 
 static guint64 now_ns(void)
@@ -73,45 +59,18 @@ static int compare_u64(const void *a, const void *b)
 }
 
 /* Reach every guest's agent and learn its IVPosition on each region. */
-static gboolean connect_guests(struct bench *bench, virConnectPtr conn, GError **error)
+static gboolean connect_guests(struct bench *bench, GError **error)
 {
 	for (guint i = 0; i < bench->n_guests; i++) {
-		struct bguest *bg = &bench->guests[i];
-		const char *name = bg->guest->name;
-		AgentReply *hello;
+		struct session_guest *sg = &bench->guests[i];
+		g_autoptr(GString) problems = g_string_new(NULL);
+		g_autoptr(GError) err = NULL;
 
-		bg->dom = virt_lab_domain(conn, bench->lab, bg->guest, error);
-		if (!bg->dom) {
-			if (error && !*error)
-				ivlab_fail(error, "lab '%s' is not fully up: guest %s is not defined; run 'ivlab up'",
-					   bench->lab->name, name);
-			return FALSE;
-		}
-		if (!virt_is_running(bg->dom))
-			return ivlab_fail(error, "lab '%s' is not fully up: guest %s is %s; run 'ivlab up'",
-					  bench->lab->name, name, virt_state_name(virt_state(bg->dom)));
-		bg->agent = agent_link_open(bg->dom, name, TRUE, error);
-		if (!bg->agent)
-			return FALSE;
-		hello = agent_hello(bg->agent, bench->opts->timeout_ms, error);
-		if (!hello)
-			return FALSE;
-		g_hash_table_unref(hello);
-		for (guint r = 0; r < bg->guest->regions->len; r++) {
-			AgentReply *reply = agent_request(bg->agent, bench->opts->timeout_ms, error,
-							  "region index=%u", r);
-			struct lab_region *region;
-			int index;
-			gint64 id = -1;
-
-			if (!reply)
-				return FALSE;
-			region = lab_find_region((struct lab *)bench->lab, agent_reply_get(reply, "name") ?: "");
-			index = region ? region_index(bg->guest, region) : -1;
-			if (index >= 0 && agent_reply_i64(reply, "ivposition", &id, NULL))
-				bg->ids[index] = id;
-			g_hash_table_unref(reply);
-		}
+		if (!labsession_reach(bench->session, sg, TRUE, bench->opts->timeout_ms, &err))
+			return ivlab_fail(error, "lab '%s' is not fully up: %s; run 'ivlab up'",
+					  bench->lab->name, err->message);
+		if (!labsession_learn_regions(bench->session, sg, bench->opts->timeout_ms, NULL, problems))
+			return ivlab_fail(error, "guest %s: %s", sg->guest->name, problems->str);
 	}
 	return TRUE;
 }
@@ -140,7 +99,7 @@ static gboolean reply_mbps(AgentReply *reply, const char *key, double *value, GE
 	return TRUE;
 }
 
-static void bench_copy(struct bench *bench, struct bguest *bg, const struct lab_region *region)
+static void bench_copy(struct bench *bench, struct session_guest *bg, const struct lab_region *region)
 {
 	char *name = g_strdup_printf("copy/%s/%s", region->name, bg->guest->name);
 	struct labbench_item *item;
@@ -175,7 +134,7 @@ static gboolean reply_ns(AgentReply *reply, struct labbench_item *item, GError *
 
 /* The responder's side: forget earlier interrupts (irqcount), then its
  * pingpong request, in flight while the initiator runs. */
-static gboolean start_responder(struct bench *bench, struct bguest *responder,
+static gboolean start_responder(struct bench *bench, struct session_guest *responder,
 				const struct lab_region *region, gint64 initiator_id, GError **error)
 {
 	AgentReply *reply = agent_request(responder->agent, bench->opts->timeout_ms, error,
@@ -190,7 +149,7 @@ static gboolean start_responder(struct bench *bench, struct bguest *responder,
 }
 
 /* Collect the responder's answer; keeps the first error. */
-static void finish_responder(struct bench *bench, struct bguest *responder, GError **error)
+static void finish_responder(struct bench *bench, struct session_guest *responder, GError **error)
 {
 	g_autoptr(GError) err = NULL;
 	AgentReply *reply = agent_receive(responder->agent,
@@ -203,12 +162,12 @@ static void finish_responder(struct bench *bench, struct bguest *responder, GErr
 }
 
 static void guest_pingpong(struct bench *bench, const struct lab_region *region,
-			   struct bguest *initiator, struct bguest *responder)
+			   struct session_guest *initiator, struct session_guest *responder)
 {
 	char *name = g_strdup_printf("pingpong/%s/%s->%s", region->name, initiator->guest->name,
 				     responder->guest->name);
-	gint64 initiator_id = initiator->ids[region_index(initiator->guest, region)];
-	gint64 responder_id = responder->ids[region_index(responder->guest, region)];
+	gint64 initiator_id = initiator->ids[lab_guest_region_index(initiator->guest, region)];
+	gint64 responder_id = responder->ids[lab_guest_region_index(responder->guest, region)];
 	struct labbench_item *item;
 	g_autoptr(GError) err = NULL;
 
@@ -242,7 +201,7 @@ static void guest_pingpong(struct bench *bench, const struct lab_region *region,
 
 /* The guest rings the host until the ring arrives: then its QEMU knows the
  * host peer (it learns of new peers from the server asynchronously). */
-static gboolean host_known(struct bench *bench, struct peer *peer, struct bguest *bg,
+static gboolean host_known(struct bench *bench, struct peer *peer, struct session_guest *bg,
 			   const struct lab_region *region, GError **error)
 {
 	gint64 deadline = g_get_monotonic_time() + (gint64)PEER_TIMEOUT_MS * 1000;
@@ -290,11 +249,11 @@ static gboolean host_rounds(struct peer *peer, gint64 guest_id, struct labbench_
 }
 
 static void host_pingpong(struct bench *bench, const struct lab_region *region, struct peer **peer,
-			  const char *peer_why, struct bguest *responder)
+			  const char *peer_why, struct session_guest *responder)
 {
 	char *name = g_strdup_printf("pingpong/%s/%s->%s", region->name, LABBENCH_HOST,
 				     responder->guest->name);
-	gint64 guest_id = responder->ids[region_index(responder->guest, region)];
+	gint64 guest_id = responder->ids[lab_guest_region_index(responder->guest, region)];
 	struct labbench_item *item;
 	g_autoptr(GError) err = NULL;
 
@@ -333,7 +292,7 @@ static void bench_doorbells(struct bench *bench, const struct lab_region *region
 	gboolean host_wanted;
 
 	for (guint i = 0; i < bench->n_guests; i++)
-		if (region_index(bench->guests[i].guest, region) >= 0)
+		if (lab_guest_region_index(bench->guests[i].guest, region) >= 0)
 			g_ptr_array_add(guests, &bench->guests[i]);
 	for (guint a = 0; a < guests->len; a++)
 		for (guint b = 0; b < guests->len; b++)
@@ -344,7 +303,7 @@ static void bench_doorbells(struct bench *bench, const struct lab_region *region
 	/* The host peer only when a host measurement is selected. */
 	host_wanted = !bench->opts->filter;
 	for (guint b = 0; b < guests->len && !host_wanted; b++) {
-		struct bguest *bg = g_ptr_array_index(guests, b);
+		struct session_guest *bg = g_ptr_array_index(guests, b);
 		g_autofree char *name = g_strdup_printf("pingpong/%s/%s->%s", region->name,
 							LABBENCH_HOST, bg->guest->name);
 
@@ -362,56 +321,33 @@ static void bench_doorbells(struct bench *bench, const struct lab_region *region
 	peer_free(peer);
 }
 
-static void bench_clear(struct bench *bench)
+GPtrArray *labbench_run(struct lab_session *session, const struct labbench_options *opts,
+			GError **error)
 {
-	for (guint i = 0; i < bench->n_guests; i++) {
-		struct bguest *bg = &bench->guests[i];
-
-		agent_link_free(bg->agent);
-		if (bg->dom)
-			virDomainFree(bg->dom);
-		g_free(bg->ids);
-	}
-	g_free(bench->guests);
-}
-
-GPtrArray *labbench_run(virConnectPtr conn, const struct lab *lab,
-			const struct labbench_options *opts, GError **error)
-{
-	struct bench bench = { .lab = lab, .opts = opts };
-	g_autoptr(GPtrArray) domains = virt_lab_domains(conn, lab->name, error);
+	const struct lab *lab = session->lab;
+	struct bench bench = {
+		.session = session, .lab = lab, .opts = opts,
+		.guests = session->guests, .n_guests = session->n_guests,
+	};
 	g_autoptr(GPtrArray) items = NULL;
 
-	if (!domains)
-		return NULL;
-	if (!domains->len) {
+	if (!session->domains || !session->domains->len) {
 		ivlab_fail(error, "lab '%s' is not up (no domain of it is defined); run 'ivlab up' first",
 			   lab->name);
 		return NULL;
 	}
+	if (!connect_guests(&bench, error))
+		return NULL;
 	items = g_ptr_array_new_with_free_func(item_free);
 	bench.items = items;
-	bench.n_guests = lab->guests->len;
-	bench.guests = g_new0(struct bguest, bench.n_guests);
-	for (guint i = 0; i < bench.n_guests; i++) {
-		bench.guests[i].guest = g_ptr_array_index(lab->guests, i);
-		bench.guests[i].ids = g_new(gint64, bench.guests[i].guest->regions->len);
-		for (guint r = 0; r < bench.guests[i].guest->regions->len; r++)
-			bench.guests[i].ids[r] = -1;
-	}
-	if (!connect_guests(&bench, conn, error)) {
-		bench_clear(&bench);
-		return NULL;
-	}
 	for (guint r = 0; r < lab->regions->len; r++) {
 		const struct lab_region *region = g_ptr_array_index(lab->regions, r);
 
 		for (guint i = 0; i < bench.n_guests; i++)
-			if (region_index(bench.guests[i].guest, region) >= 0)
+			if (lab_guest_region_index(bench.guests[i].guest, region) >= 0)
 				bench_copy(&bench, &bench.guests[i], region);
 		if (region->mode == LAB_REGION_DOORBELL)
 			bench_doorbells(&bench, region);
 	}
-	bench_clear(&bench);
 	return g_steal_pointer(&items);
 }

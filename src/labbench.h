@@ -5,8 +5,7 @@
 
 #include <glib.h>
 
-#include "lab.h"
-#include "virt.h"
+#include "labsession.h"
 
 #define LABBENCH_DEFAULT_SIZE (1ULL << 20)
 #define LABBENCH_HOST "host"
@@ -43,7 +42,7 @@ struct labbench_item {
  * freed with the array); a failed one carries its error. NULL with error
  * only when nothing can run: the lab is not up, a guest or its agent is
  * missing. Overwrites the regions' contents. */
-GPtrArray *labbench_run(virConnectPtr conn, const struct lab *lab,
-			const struct labbench_options *opts, GError **error);
+GPtrArray *labbench_run(struct lab_session *session, const struct labbench_options *opts,
+			GError **error);
 
 #endif

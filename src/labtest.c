@@ -12,6 +12,7 @@
 
 #include "agentlink.h"
 #include "ivlab.h"
+#include "labsession.h"
 #include "labtest.h"
 #include "labup.h"
 #include "peer.h"
@@ -21,16 +22,6 @@
 #define BOOT_TIMEOUT_MS 300000
 #define PEER_EVENT_TIMEOUT_MS 20000
 #define DOORBELL_TIMEOUT_MS 10000
-
-/* One guest as the suite sees it. */
-struct tguest {
-	const struct lab_guest *guest;
-	virDomainPtr dom;
-	struct agent_link *agent;
-	char *gone;   /* why the guest cannot take part any more, or NULL */
-	gint64 *ids;  /* IVPosition per attached region (guest->regions order), -1 unknown */
-	gboolean *region_ok;
-};
 
 /* The host's access to one region. */
 struct hregion {
@@ -43,11 +34,11 @@ struct hregion {
 };
 
 struct suite {
-	virConnectPtr conn;
+	struct lab_session *session;
 	const struct lab *lab;
 	const struct labtest_options *opts;
 	struct report *report;
-	struct tguest *guests;
+	struct session_guest *guests; /* session->guests */
 	guint n_guests;
 	struct hregion *hregions; /* lab->regions order */
 	guint64 nonce;
@@ -56,7 +47,7 @@ struct suite {
 
 static gboolean want(struct suite *suite, const char *name)
 {
-	return !suite->opts->filter || g_pattern_match_simple(suite->opts->filter, name);
+	return ivlab_filter_match(suite->opts->filter, name);
 }
 
 static void result(struct suite *suite, const char *name, gint64 started, enum report_status status,
@@ -75,22 +66,14 @@ static void result(struct suite *suite, const char *name, gint64 started, enum r
 	report_add(suite->report, full, status, (g_get_monotonic_time() - started) / 1e6, "%s", reason);
 }
 
-static int region_index(const struct lab_guest *guest, const struct lab_region *region)
-{
-	for (guint i = 0; i < guest->regions->len; i++)
-		if (g_ptr_array_index(guest->regions, i) == region)
-			return (int)i;
-	return -1;
-}
-
 /* The guests attached to region that still take part. */
 static GPtrArray *guests_of(struct suite *suite, const struct lab_region *region)
 {
 	GPtrArray *list = g_ptr_array_new();
 
 	for (guint i = 0; i < suite->n_guests; i++) {
-		struct tguest *tg = &suite->guests[i];
-		int index = region_index(tg->guest, region);
+		struct session_guest *tg = &suite->guests[i];
+		int index = lab_guest_region_index(tg->guest, region);
 
 		if (index >= 0 && tg->region_ok[index] && !tg->gone)
 			g_ptr_array_add(list, tg);
@@ -98,24 +81,7 @@ static GPtrArray *guests_of(struct suite *suite, const struct lab_region *region
 	return list;
 }
 
-static void mark_gone(struct tguest *tg, const GError *error)
-{
-	if (tg->gone)
-		return;
-	/* A channel that closed usually means QEMU exited: give libvirt a
-	 * moment to notice before asking it. */
-	for (int i = 0; tg->dom && i < 60 && virt_is_running(tg->dom) &&
-	     virt_state(tg->dom) != VIR_DOMAIN_PAUSED; i++)
-		g_usleep(50000);
-	if (tg->dom && !virt_is_running(tg->dom))
-		tg->gone = g_strdup_printf("guest %s is not running any more (%s)", tg->guest->name,
-					   virt_state_name(virt_state(tg->dom)));
-	else
-		tg->gone = g_strdup_printf("guest %s stopped answering: %s", tg->guest->name,
-					   error ? error->message : "?");
-}
-
-static gboolean usable(struct tguest *tg, GError **error)
+static gboolean usable(struct session_guest *tg, GError **error)
 {
 	if (!tg->gone)
 		return TRUE;
@@ -123,33 +89,9 @@ static gboolean usable(struct tguest *tg, GError **error)
 	return FALSE;
 }
 
-/* A request whose failure to arrive (EOF, timeout) takes the guest out. */
-static AgentReply *ask(struct suite *suite, struct tguest *tg, GError **error, const char *fmt, ...)
-	G_GNUC_PRINTF(4, 5);
-
-static AgentReply *ask(struct suite *suite, struct tguest *tg, GError **error, const char *fmt, ...)
-{
-	va_list ap;
-	g_autofree char *line = NULL;
-	AgentReply *reply;
-
-	if (!usable(tg, error))
-		return NULL;
-	va_start(ap, fmt);
-	line = g_strdup_vprintf(fmt, ap);
-	va_end(ap);
-	reply = agent_request(tg->agent, suite->opts->timeout_ms, error, "%s", line);
-	if (!reply && agent_link_broken(tg->agent)) {
-		mark_gone(tg, error ? *error : NULL);
-		if (error && *error && !strstr(tg->gone, (*error)->message))
-			g_prefix_error(error, "%s: ", tg->gone);
-	}
-	return reply;
-}
-
 /* Send the same kind of request to several guests, then collect: they run
  * at the same time. line_of(tg, data) makes each guest's request line. */
-typedef char *(*line_func)(struct tguest *tg, guint index, gpointer data);
+typedef char *(*line_func)(struct session_guest *tg, guint index, gpointer data);
 
 static gboolean ask_all(struct suite *suite, GPtrArray *guests, line_func line_of, gpointer data,
 			GPtrArray *replies, GError **error)
@@ -158,7 +100,7 @@ static gboolean ask_all(struct suite *suite, GPtrArray *guests, line_func line_o
 	g_autofree gboolean *sent = g_new0(gboolean, guests->len);
 
 	for (guint i = 0; i < guests->len; i++) {
-		struct tguest *tg = g_ptr_array_index(guests, i);
+		struct session_guest *tg = g_ptr_array_index(guests, i);
 		g_autofree char *line = line_of(tg, i, data);
 		GError *err = NULL;
 
@@ -170,13 +112,13 @@ static gboolean ask_all(struct suite *suite, GPtrArray *guests, line_func line_o
 		}
 	}
 	for (guint i = 0; i < guests->len; i++) {
-		struct tguest *tg = g_ptr_array_index(guests, i);
+		struct session_guest *tg = g_ptr_array_index(guests, i);
 		GError *err = NULL;
 		AgentReply *reply = sent[i] ? agent_receive(tg->agent, suite->opts->timeout_ms, &err) : NULL;
 
 		if (sent[i] && !reply) {
 			if (agent_link_broken(tg->agent)) {
-				mark_gone(tg, err);
+				labsession_mark_gone(tg, err);
 				if (!strstr(tg->gone, err->message))
 					g_prefix_error(&err, "%s: ", tg->gone);
 			}
@@ -211,27 +153,17 @@ static guint64 seed_for(struct suite *suite, const char *what, const char *regio
 static void check_agents(struct suite *suite)
 {
 	for (guint i = 0; i < suite->n_guests; i++) {
-		struct tguest *tg = &suite->guests[i];
+		struct session_guest *tg = &suite->guests[i];
 		g_autofree char *name = g_strdup_printf("agent/%s", tg->guest->name);
 		gint64 started = g_get_monotonic_time();
 		g_autoptr(GError) err = NULL;
-		AgentReply *hello = NULL;
+		AgentReply *hello;
 
-		tg->dom = virt_lab_domain(suite->conn, suite->lab, tg->guest, &err);
-		if (!tg->dom) {
-			tg->gone = g_strdup_printf("guest %s is not defined%s%s", tg->guest->name,
-						   err ? ": " : " (is the lab up?)", err ? err->message : "");
-		} else if (!virt_is_running(tg->dom)) {
-			tg->gone = g_strdup_printf("guest %s is not running (%s)", tg->guest->name,
-						   virt_state_name(virt_state(tg->dom)));
-		} else if (!(tg->agent = agent_link_open(tg->dom, tg->guest->name, TRUE, &err)) ||
-			   !(hello = agent_hello(tg->agent, suite->opts->timeout_ms, &err))) {
-			mark_gone(tg, err);
-		}
-		if (!hello) {
+		if (!labsession_reach(suite->session, tg, TRUE, suite->opts->timeout_ms, &err)) {
 			result(suite, name, started, REPORT_FAIL, "%s", tg->gone);
 			continue;
 		}
+		hello = tg->hello;
 		const char *arch = agent_reply_get(hello, "arch") ?: "";
 		const char *guest = agent_reply_get(hello, "guest") ?: "";
 		const char *lab = agent_reply_get(hello, "lab") ?: "";
@@ -252,73 +184,19 @@ static void check_agents(struct suite *suite)
 			result(suite, name, started, REPORT_PASS, "agent %s on %s, kernel %s",
 			       agent_reply_get(hello, "agent") ?: "?", arch,
 			       agent_reply_get(hello, "kernel") ?: "?");
-		g_hash_table_unref(hello);
 	}
 }
 
 /* Every attached region is there, with its size, mode, vectors and an id. */
-static void check_regions(struct suite *suite, struct tguest *tg, gboolean report)
+static void check_regions(struct suite *suite, struct session_guest *tg, gboolean report)
 {
 	g_autofree char *name = g_strdup_printf("regions/%s", tg->guest->name);
 	gint64 started = g_get_monotonic_time();
 	g_autoptr(GString) seen = g_string_new(NULL);
 	g_autoptr(GString) problems = g_string_new(NULL);
 
-	for (guint i = 0; i < tg->guest->regions->len; i++) {
-		tg->region_ok[i] = FALSE;
-		tg->ids[i] = -1;
-	}
-	for (guint i = 0; i < tg->guest->regions->len && !tg->gone; i++) {
-		g_autoptr(GError) err = NULL;
-		AgentReply *reply = ask(suite, tg, &err, "region index=%u", i);
-		const char *region_name, *mode;
-		const struct lab_region *region;
-		guint64 size = 0, vectors = 0;
-		gint64 id = -1;
-		int index;
-
-		if (!reply) {
-			g_string_append_printf(problems, "%sregion index=%u: %s", problems->len ? "; " : "",
-					       i, err->message);
-			continue;
-		}
-		region_name = agent_reply_get(reply, "name") ?: "";
-		mode = agent_reply_get(reply, "mode") ?: "";
-		region = lab_find_region((struct lab *)suite->lab, region_name);
-		index = region ? region_index(tg->guest, region) : -1;
-		agent_reply_u64(reply, "size", &size, NULL);
-		agent_reply_u64(reply, "vectors", &vectors, NULL);
-		agent_reply_i64(reply, "ivposition", &id, NULL);
-		if (index < 0)
-			g_string_append_printf(problems, "%sunexpected region '%s'", problems->len ? "; " : "",
-					       region_name);
-		else if (size != region->size)
-			g_string_append_printf(problems, "%s%s: size %" G_GUINT64_FORMAT ", expected %" G_GUINT64_FORMAT,
-					       problems->len ? "; " : "", region_name, size, region->size);
-		else if (strcmp(mode, lab_region_mode_name(region->mode)) != 0)
-			g_string_append_printf(problems, "%s%s: mode %s, expected %s", problems->len ? "; " : "",
-					       region_name, mode, lab_region_mode_name(region->mode));
-		else if (region->mode == LAB_REGION_DOORBELL && (vectors != region->vectors || id < 0))
-			g_string_append_printf(problems, "%s%s: %" G_GUINT64_FORMAT " vectors and id %" G_GINT64_FORMAT
-					       ", expected %u vectors and an id", problems->len ? "; " : "",
-					       region_name, vectors, id, region->vectors);
-		else {
-			g_autofree char *pretty = ivlab_format_size(size);
-
-			tg->region_ok[index] = TRUE;
-			tg->ids[index] = id;
-			g_string_append_printf(seen, "%s%s %s %s%s", seen->len ? ", " : "", region_name, pretty,
-					       mode, region->mode == LAB_REGION_DOORBELL ? "" : "");
-			if (region->mode == LAB_REGION_DOORBELL)
-				g_string_append_printf(seen, " id %" G_GINT64_FORMAT, id);
-		}
-		g_hash_table_unref(reply);
-	}
+	labsession_learn_regions(suite->session, tg, suite->opts->timeout_ms, seen, problems);
 	report = report && want(suite, name);
-	for (guint i = 0; i < tg->guest->regions->len && !problems->len; i++)
-		if (!tg->region_ok[i])
-			g_string_append_printf(problems, "%sregion %s not seen", problems->len ? "; " : "",
-					       ((struct lab_region *)g_ptr_array_index(tg->guest->regions, i))->name);
 	if (!report)
 		return;
 	if (tg->gone && !problems->len)
@@ -421,8 +299,8 @@ static void check_ids(struct suite *suite, struct hregion *hr)
 	for (guint p = 0; p < info.peer_ids->len; p++)
 		g_string_append_printf(theirs, "%s%u", p ? "," : "", g_array_index(info.peer_ids, guint, p));
 	for (guint i = 0; i < guests->len; i++) {
-		struct tguest *tg = g_ptr_array_index(guests, i);
-		gint64 id = tg->ids[region_index(tg->guest, hr->region)];
+		struct session_guest *tg = g_ptr_array_index(guests, i);
+		gint64 id = tg->ids[lab_guest_region_index(tg->guest, hr->region)];
 		gboolean known = FALSE;
 
 		g_string_append_printf(ours, "%s%s=%" G_GINT64_FORMAT, ours->len ? " " : "",
@@ -461,7 +339,7 @@ struct range {
 	const char *verb;
 };
 
-static char *range_line(struct tguest *tg, guint index, gpointer data)
+static char *range_line(struct session_guest *tg, guint index, gpointer data)
 {
 	struct range *range = data;
 
@@ -481,7 +359,7 @@ static void verify_by_all(struct suite *suite, struct hregion *hr, GPtrArray *ve
 	range->verb = "verify";
 	ask_all(suite, verifiers, range_line, range, replies, &err);
 	for (guint i = 0; i < verifiers->len; i++) {
-		struct tguest *tg = g_ptr_array_index(verifiers, i);
+		struct session_guest *tg = g_ptr_array_index(verifiers, i);
 		AgentReply *reply = g_ptr_array_index(replies, i);
 		const char *match = agent_reply_get(reply, "match");
 
@@ -511,7 +389,7 @@ static void verify_by_all(struct suite *suite, struct hregion *hr, GPtrArray *ve
 
 /* A pattern written by one party (a guest or the host) over the whole
  * region, verified by every other one. */
-static void check_pattern(struct suite *suite, struct hregion *hr, struct tguest *writer)
+static void check_pattern(struct suite *suite, struct hregion *hr, struct session_guest *writer)
 {
 	const char *writer_name = writer ? writer->guest->name : "host";
 	g_autofree char *name = g_strdup_printf("pattern/%s/%s", hr->region->name, writer_name);
@@ -526,7 +404,7 @@ static void check_pattern(struct suite *suite, struct hregion *hr, struct tguest
 	if (!want(suite, name))
 		return;
 	if (writer) {
-		AgentReply *reply = ask(suite, writer, &err, "fill region=%s offset=0 length=%" G_GUINT64_FORMAT
+		AgentReply *reply = labsession_ask(writer, suite->opts->timeout_ms, &err, "fill region=%s offset=0 length=%" G_GUINT64_FORMAT
 					" seed=%" G_GUINT64_FORMAT, hr->region->name, range.length, range.seed);
 
 		if (!reply) {
@@ -564,7 +442,7 @@ struct slices {
 	guint64 base_seed;
 };
 
-static char *slice_fill_line(struct tguest *tg, guint index, gpointer data)
+static char *slice_fill_line(struct session_guest *tg, guint index, gpointer data)
 {
 	struct slices *slices = data;
 
@@ -619,7 +497,7 @@ struct atomic_job {
 	guint64 offset;
 };
 
-static char *atomic_line(struct tguest *tg, guint index, gpointer data)
+static char *atomic_line(struct session_guest *tg, guint index, gpointer data)
 {
 	struct atomic_job *job = data;
 
@@ -665,8 +543,8 @@ static void check_atomic(struct suite *suite, struct hregion *hr)
 		return;
 	}
 	/* Start from zero, written by a guest so the check holds without the host. */
-	struct tguest *first = g_ptr_array_index(guests, 0);
-	AgentReply *zero = ask(suite, first, &err, "write region=%s offset=%" G_GUINT64_FORMAT
+	struct session_guest *first = g_ptr_array_index(guests, 0);
+	AgentReply *zero = labsession_ask(first, suite->opts->timeout_ms, &err, "write region=%s offset=%" G_GUINT64_FORMAT
 			       " hex=0000000000000000", hr->region->name, job.offset);
 	if (!zero) {
 		result(suite, name, started, REPORT_FAIL, "cannot zero the counter: %s", err->message);
@@ -675,7 +553,7 @@ static void check_atomic(struct suite *suite, struct hregion *hr)
 	g_hash_table_unref(zero);
 	expected = (guint64)ATOMIC_COUNT * guests->len;
 	for (guint i = 0; i < guests->len; i++) {
-		struct tguest *tg = g_ptr_array_index(guests, i);
+		struct session_guest *tg = g_ptr_array_index(guests, i);
 
 		if (!strstr(arches->str, tg->guest->arch))
 			g_string_append_printf(arches, "%s%s", arches->len ? "+" : "", tg->guest->arch);
@@ -684,7 +562,7 @@ static void check_atomic(struct suite *suite, struct hregion *hr)
 		g_string_append(arches, "+host");
 	/* The requests go out first; the host joins while the guests count. */
 	for (guint i = 0; i < guests->len; i++) {
-		struct tguest *tg = g_ptr_array_index(guests, i);
+		struct session_guest *tg = g_ptr_array_index(guests, i);
 		g_autofree char *line = atomic_line(tg, i, &job);
 
 		if (!usable(tg, &err) || !agent_send(tg->agent, &err, "%s", line)) {
@@ -697,14 +575,14 @@ static void check_atomic(struct suite *suite, struct hregion *hr)
 		host = g_thread_new("atomic", host_increments, &counter);
 	}
 	for (guint i = 0; i < guests->len; i++) {
-		struct tguest *tg = g_ptr_array_index(guests, i);
+		struct session_guest *tg = g_ptr_array_index(guests, i);
 		GError *one = NULL;
 		AgentReply *reply = agent_receive(tg->agent, suite->opts->timeout_ms, &one);
 		guint64 value = 0;
 
 		if (!reply) {
 			if (agent_link_broken(tg->agent))
-				mark_gone(tg, one);
+				labsession_mark_gone(tg, one);
 			if (!err)
 				err = one;
 			else
@@ -726,7 +604,7 @@ static void check_atomic(struct suite *suite, struct hregion *hr)
 	if (host_ok(hr)) {
 		final = __atomic_load_n((guint64 *)(hr->mem + job.offset), __ATOMIC_SEQ_CST);
 	} else {
-		AgentReply *reply = ask(suite, first, &err, "read region=%s offset=%" G_GUINT64_FORMAT
+		AgentReply *reply = labsession_ask(first, suite->opts->timeout_ms, &err, "read region=%s offset=%" G_GUINT64_FORMAT
 					" length=8", hr->region->name, job.offset);
 		const char *hex = agent_reply_get(reply, "hex");
 
@@ -752,7 +630,7 @@ static void check_atomic(struct suite *suite, struct hregion *hr)
 }
 
 /* Unaligned and odd-sized copies, which fault on arm64 device mappings. */
-static void check_unaligned(struct suite *suite, struct hregion *hr, struct tguest *tg)
+static void check_unaligned(struct suite *suite, struct hregion *hr, struct session_guest *tg)
 {
 	g_autofree char *name = g_strdup_printf("unaligned/%s/%s", hr->region->name, tg->guest->name);
 	gint64 started = g_get_monotonic_time();
@@ -763,7 +641,7 @@ static void check_unaligned(struct suite *suite, struct hregion *hr, struct tgue
 		return;
 	for (gsize c = 0; c < G_N_ELEMENTS(cases); c++) {
 		g_autoptr(GError) err = NULL;
-		AgentReply *reply = ask(suite, tg, &err, "copytest region=%s offset=%" G_GUINT64_FORMAT
+		AgentReply *reply = labsession_ask(tg, suite->opts->timeout_ms, &err, "copytest region=%s offset=%" G_GUINT64_FORMAT
 					" length=%" G_GUINT64_FORMAT " seed=%" G_GUINT64_FORMAT,
 					hr->region->name, cases[c][0], cases[c][1],
 					seed_for(suite, "copytest", tg->guest->name) + c);
@@ -783,10 +661,10 @@ static void check_unaligned(struct suite *suite, struct hregion *hr, struct tgue
 }
 
 /* The interrupt counts of a guest's vectors. */
-static gboolean irq_counts(struct suite *suite, struct tguest *tg, const struct lab_region *region,
+static gboolean irq_counts(struct suite *suite, struct session_guest *tg, const struct lab_region *region,
 			   guint64 *counts, guint vectors, GError **error)
 {
-	AgentReply *reply = ask(suite, tg, error, "irqcount region=%s", region->name);
+	AgentReply *reply = labsession_ask(tg, suite->opts->timeout_ms, error, "irqcount region=%s", region->name);
 	g_auto(GStrv) fields = NULL;
 
 	if (!reply)
@@ -805,14 +683,14 @@ static gboolean irq_counts(struct suite *suite, struct tguest *tg, const struct 
 
 /* Ring every vector of dst from src (NULL: the host peer) and see each
  * counted exactly once, on that vector only. */
-static gboolean ring_once(struct suite *suite, struct hregion *hr, struct tguest *src,
-			  struct tguest *dst, guint vector, GError **error)
+static gboolean ring_once(struct suite *suite, struct hregion *hr, struct session_guest *src,
+			  struct session_guest *dst, guint vector, GError **error)
 {
 	const struct lab_region *region = hr->region;
 	guint vectors = region->vectors;
 	g_autofree guint64 *before = g_new0(guint64, vectors);
 	g_autofree guint64 *after = g_new0(guint64, vectors);
-	gint64 dst_id = dst ? dst->ids[region_index(dst->guest, region)] : peer_id(hr->peer);
+	gint64 dst_id = dst ? dst->ids[lab_guest_region_index(dst->guest, region)] : peer_id(hr->peer);
 
 	if (dst && !irq_counts(suite, dst, region, before, vectors, error))
 		return FALSE;
@@ -826,7 +704,7 @@ static gboolean ring_once(struct suite *suite, struct hregion *hr, struct tguest
 		}
 	}
 	if (src) {
-		AgentReply *reply = ask(suite, src, error, "ring region=%s peer=%" G_GINT64_FORMAT " vector=%u",
+		AgentReply *reply = labsession_ask(src, suite->opts->timeout_ms, error, "ring region=%s peer=%" G_GINT64_FORMAT " vector=%u",
 					region->name, dst_id, vector);
 
 		if (!reply)
@@ -836,7 +714,7 @@ static gboolean ring_once(struct suite *suite, struct hregion *hr, struct tguest
 		return FALSE;
 	}
 	if (dst) {
-		AgentReply *reply = ask(suite, dst, error, "wait region=%s vector=%u timeout_ms=%d since=%"
+		AgentReply *reply = labsession_ask(dst, suite->opts->timeout_ms, error, "wait region=%s vector=%u timeout_ms=%d since=%"
 					G_GUINT64_FORMAT, region->name, vector, DOORBELL_TIMEOUT_MS, before[vector]);
 
 		if (!reply)
@@ -882,7 +760,7 @@ static gboolean ring_once(struct suite *suite, struct hregion *hr, struct tguest
 	return TRUE;
 }
 
-static void check_doorbell(struct suite *suite, struct hregion *hr, struct tguest *src, struct tguest *dst)
+static void check_doorbell(struct suite *suite, struct hregion *hr, struct session_guest *src, struct session_guest *dst)
 {
 	g_autofree char *name = g_strdup_printf("doorbell/%s/%s->%s", hr->region->name,
 						src ? src->guest->name : "host", dst ? dst->guest->name : "host");
@@ -906,7 +784,7 @@ static void check_doorbell(struct suite *suite, struct hregion *hr, struct tgues
 	       hr->region->vectors);
 }
 
-static void check_doorbells(struct suite *suite, struct hregion *hr, struct tguest *only)
+static void check_doorbells(struct suite *suite, struct hregion *hr, struct session_guest *only)
 {
 	g_autoptr(GPtrArray) guests = guests_of(suite, hr->region);
 
@@ -914,8 +792,8 @@ static void check_doorbells(struct suite *suite, struct hregion *hr, struct tgue
 	g_ptr_array_add(guests, NULL);
 	for (guint s = 0; s < guests->len; s++)
 		for (guint d = 0; d < guests->len; d++) {
-			struct tguest *src = g_ptr_array_index(guests, s);
-			struct tguest *dst = g_ptr_array_index(guests, d);
+			struct session_guest *src = g_ptr_array_index(guests, s);
+			struct session_guest *dst = g_ptr_array_index(guests, d);
 
 			if (s == d || (only && src != only && dst != only))
 				continue;
@@ -932,10 +810,10 @@ static struct hregion *hregion_of(struct suite *suite, const struct lab_region *
 }
 
 /* The guest to restart: the last one on a doorbell region. */
-static struct tguest *restart_candidate(struct suite *suite)
+static struct session_guest *restart_candidate(struct suite *suite)
 {
 	for (guint i = suite->n_guests; i-- > 0;) {
-		struct tguest *tg = &suite->guests[i];
+		struct session_guest *tg = &suite->guests[i];
 
 		for (guint r = 0; r < tg->guest->regions->len; r++)
 			if (((struct lab_region *)g_ptr_array_index(tg->guest->regions, r))->mode ==
@@ -947,7 +825,7 @@ static struct tguest *restart_candidate(struct suite *suite)
 
 /* Power the guest off and on: it gets new ids, the host peer sees it leave
  * and come back, and its agent answers again. */
-static gboolean check_restart(struct suite *suite, struct tguest *tg)
+static gboolean check_restart(struct suite *suite, struct session_guest *tg)
 {
 	g_autofree char *name = g_strdup_printf("restart/%s", tg->guest->name);
 	gint64 started = g_get_monotonic_time();
@@ -1030,16 +908,6 @@ static gboolean check_restart(struct suite *suite, struct tguest *tg)
 
 static void suite_clear(struct suite *suite)
 {
-	for (guint i = 0; i < suite->n_guests; i++) {
-		struct tguest *tg = &suite->guests[i];
-
-		agent_link_free(tg->agent);
-		if (tg->dom)
-			virDomainFree(tg->dom);
-		g_free(tg->gone);
-		g_free(tg->ids);
-		g_free(tg->region_ok);
-	}
 	for (guint r = 0; suite->hregions && r < suite->lab->regions->len; r++) {
 		struct hregion *hr = &suite->hregions[r];
 
@@ -1048,12 +916,11 @@ static void suite_clear(struct suite *suite)
 		peer_free(hr->peer);
 		g_free(hr->why);
 	}
-	g_free(suite->guests);
 	g_free(suite->hregions);
 }
 
 /* The data checks of one pass (before and after the restart). */
-static void run_region_checks(struct suite *suite, struct tguest *only)
+static void run_region_checks(struct suite *suite, struct session_guest *only)
 {
 	for (guint r = 0; r < suite->lab->regions->len; r++) {
 		struct hregion *hr = &suite->hregions[r];
@@ -1069,30 +936,22 @@ static void run_region_checks(struct suite *suite, struct tguest *only)
 	}
 }
 
-gboolean labtest_run(virConnectPtr conn, const struct lab *lab,
-		     const struct labtest_options *opts, struct report *report, GError **error)
+gboolean labtest_run(struct lab_session *session, const struct labtest_options *opts,
+		     struct report *report, GError **error)
 {
+	const struct lab *lab = session->lab;
 	struct suite suite = {
-		.conn = conn, .lab = lab, .opts = opts, .report = report,
+		.session = session, .lab = lab, .opts = opts, .report = report,
 		.nonce = g_get_real_time() ^ ((guint64)getpid() << 32), .suffix = "",
+		.guests = session->guests, .n_guests = session->n_guests,
 	};
-	g_autoptr(GPtrArray) domains = virt_lab_domains(conn, lab->name, error);
 
-	if (!domains)
-		return FALSE;
-	if (!domains->len) {
+	if (!session->domains || !session->domains->len) {
 		g_set_error(error, IVLAB_ERROR, IVLAB_ERROR_FAILED,
 			    "lab '%s' is not up (no domain of it is defined); run 'ivlab up' first", lab->name);
 		return FALSE;
 	}
-	suite.n_guests = lab->guests->len;
-	suite.guests = g_new0(struct tguest, suite.n_guests);
 	suite.hregions = g_new0(struct hregion, lab->regions->len);
-	for (guint i = 0; i < suite.n_guests; i++) {
-		suite.guests[i].guest = g_ptr_array_index(lab->guests, i);
-		suite.guests[i].ids = g_new0(gint64, suite.guests[i].guest->regions->len);
-		suite.guests[i].region_ok = g_new0(gboolean, suite.guests[i].guest->regions->len);
-	}
 	for (guint r = 0; r < lab->regions->len; r++)
 		suite.hregions[r].region = g_ptr_array_index(lab->regions, r);
 
@@ -1114,14 +973,14 @@ gboolean labtest_run(virConnectPtr conn, const struct lab *lab,
 			check_doorbells(&suite, hr, NULL);
 	}
 
-	struct tguest *again = opts->restart ? restart_candidate(&suite) : NULL;
+	struct session_guest *again = opts->restart ? restart_candidate(&suite) : NULL;
 	if (again && check_restart(&suite, again)) {
 		suite.suffix = "/after-restart";
 		run_region_checks(&suite, again);
 		for (guint r = 0; r < lab->regions->len; r++) {
 			struct hregion *hr = &suite.hregions[r];
 
-			if (hr->region->mode == LAB_REGION_DOORBELL && region_index(again->guest, hr->region) >= 0)
+			if (hr->region->mode == LAB_REGION_DOORBELL && lab_guest_region_index(again->guest, hr->region) >= 0)
 				check_doorbells(&suite, hr, again);
 		}
 	}

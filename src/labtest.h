@@ -5,9 +5,8 @@
 
 #include <glib.h>
 
-#include "lab.h"
+#include "labsession.h"
 #include "report.h"
-#include "virt.h"
 
 struct labtest_options {
 	const char *filter;   /* glob on check names, NULL: all */
@@ -18,7 +17,7 @@ struct labtest_options {
 
 /* Runs the checks into report; FALSE only when the suite could not run at
  * all (the lab is not up): failed checks are in the report. */
-gboolean labtest_run(virConnectPtr conn, const struct lab *lab,
-		     const struct labtest_options *opts, struct report *report, GError **error);
+gboolean labtest_run(struct lab_session *session, const struct labtest_options *opts,
+		     struct report *report, GError **error);
 
 #endif

@@ -12,6 +12,8 @@
 #include "image.h"
 #include "ivlab.h"
 #include "labup.h"
+#include "preflight.h"
+#include "server.h"
 
 #define CONSOLE_KEEP (64 * 1024)
 #define CONSOLE_TAIL_LINES 25
@@ -348,4 +350,278 @@ gboolean labup_define_and_start(virConnectPtr conn, const struct lab *lab, struc
 		return FALSE;
 	}
 	return TRUE;
+}
+
+/* Lines of "a" and "b" that differ, "- old" / "+ new", at most max lines. */
+static char *line_diff(const char *a, const char *b, guint max)
+{
+	g_auto(GStrv) old_lines = g_strsplit(a, "\n", -1);
+	g_auto(GStrv) new_lines = g_strsplit(b, "\n", -1);
+	g_autoptr(GString) out = g_string_new(NULL);
+	guint shown = 0;
+
+	for (char **line = old_lines; *line && shown < max; line++)
+		if (**line && !g_strv_contains((const char *const *)new_lines, *line)) {
+			g_autofree char *trimmed = g_strstrip(g_strdup(*line));
+
+			g_string_append_printf(out, "%s- %s", out->len ? ", " : "", trimmed);
+			shown++;
+		}
+	for (char **line = new_lines; *line && shown < max; line++)
+		if (**line && !g_strv_contains((const char *const *)old_lines, *line)) {
+			g_autofree char *trimmed = g_strstrip(g_strdup(*line));
+
+			g_string_append_printf(out, "%s+ %s", out->len ? ", " : "", trimmed);
+			shown++;
+		}
+	return g_string_free(g_steal_pointer(&out), FALSE);
+}
+
+/* What differs between the running lab and the lab file, or NULL. */
+static char *lab_differences(const struct lab *lab, struct labrun *run, GPtrArray *domains,
+			     GHashTable *wanted_xml)
+{
+	g_autoptr(GPtrArray) diffs = g_ptr_array_new_with_free_func(g_free);
+
+	for (guint i = 0; i < lab->guests->len; i++) {
+		const struct lab_guest *guest = g_ptr_array_index(lab->guests, i);
+		g_autofree char *name = lab_guest_domain_name(lab, guest);
+		g_autofree char *stored = labrun_domain_xml(run, name);
+		const char *wanted = g_hash_table_lookup(wanted_xml, name);
+		gboolean defined = FALSE;
+
+		for (guint d = 0; d < domains->len; d++)
+			if (strcmp(virDomainGetName(g_ptr_array_index(domains, d)), name) == 0)
+				defined = TRUE;
+		if (!defined)
+			g_ptr_array_add(diffs, g_strdup_printf("guest %s is new", guest->name));
+		else if (stored && strcmp(stored, wanted) != 0) {
+			g_autofree char *delta = line_diff(stored, wanted, 6);
+
+			g_ptr_array_add(diffs, g_strdup_printf("guest %s changed (%s)", guest->name, delta));
+		}
+	}
+	for (guint d = 0; d < domains->len; d++) {
+		virDomainPtr dom = g_ptr_array_index(domains, d);
+		g_autoptr(virt_meta) meta = virt_domain_meta(dom);
+
+		if (meta && !lab_find_guest((struct lab *)lab, meta->guest))
+			g_ptr_array_add(diffs, g_strdup_printf("guest %s (%s) is no longer in the lab file",
+							       meta->guest, virDomainGetName(dom)));
+	}
+	if (!diffs->len)
+		return NULL;
+	g_ptr_array_add(diffs, NULL);
+	return g_strjoinv("; ", (char **)diffs->pdata);
+}
+
+static char *self_binary(void)
+{
+	g_autofree char *path = g_file_read_link("/proc/self/exe", NULL);
+
+	return path ? g_steal_pointer(&path) : g_strdup("ivlab");
+}
+
+static gboolean server_alive(const char *socket_path)
+{
+	struct server_info info = { 0 };
+	gboolean alive = server_query(socket_path, &info, NULL);
+
+	server_info_clear(&info);
+	return alive;
+}
+
+static gboolean start_servers(const struct lab *lab, struct labrun *run,
+			      virConnectPtr conn, GError **error)
+{
+	g_autofree char *binary = self_binary();
+	uid_t uid;
+	gid_t gid;
+	g_autofree char *group = NULL;
+	gboolean other_user = preflight_qemu_user(conn, &uid, &gid, &group);
+
+	for (guint i = 0; i < lab->regions->len; i++) {
+		const struct lab_region *region = g_ptr_array_index(lab->regions, i);
+		g_autofree char *socket_path = NULL, *shm_name = NULL, *pidfile = NULL, *log = NULL;
+		struct server_options opts;
+
+		if (region->mode != LAB_REGION_DOORBELL)
+			continue;
+		socket_path = lab_region_socket_path(lab, region);
+		if (server_alive(socket_path)) {
+			ivlab_debug("server %s: already running", socket_path);
+			continue;
+		}
+		shm_name = lab_region_shm_name(lab, region);
+		pidfile = labrun_pidfile(lab, region);
+		log = labrun_server_log(lab, region);
+		/* Recorded before it exists: a crash in between leaves a trace. */
+		labrun_add(run, "servers", socket_path);
+		labrun_add(run, "shm", shm_name);
+		if (!labrun_save(run, error))
+			return FALSE;
+		server_options_init(&opts);
+		opts.socket_path = socket_path;
+		opts.size = region->size;
+		opts.vectors = region->vectors;
+		opts.shm_kind = SERVER_SHM_POSIX;
+		opts.shm_name = shm_name;
+		opts.pidfile = pidfile;
+		opts.log_file = log;
+		opts.daemonize = TRUE;
+		if (other_user) {
+			opts.socket_mode = 0660;
+			opts.socket_group = group;
+		}
+		if (!server_spawn_daemon(binary, &opts, error)) {
+			g_prefix_error(error, "region %s: server: ", region->name);
+			return FALSE;
+		}
+		ivlab_info("server for region %s: listening on %s", region->name, socket_path);
+	}
+	return TRUE;
+}
+
+
+/* The lab's domains, comma-separated. */
+static char *domain_names(GPtrArray *domains)
+{
+	GString *names = g_string_new(NULL);
+
+	for (guint d = 0; d < domains->len; d++)
+		g_string_append_printf(names, "%s%s", d ? ", " : "",
+				       virDomainGetName(g_ptr_array_index(domains, d)));
+	return g_string_free(names, FALSE);
+}
+
+/* What exists of a lab that was up: error when it cannot be finished. */
+static gboolean plan_existing(struct lab_session *session, struct labup_plan *plan,
+			      GError **error)
+{
+	const struct lab *lab = session->lab;
+	struct labrun *run = session->run;
+	GPtrArray *domains = session->domains;
+	g_autofree char *up_path = labrun_lab_path(run);
+	g_autofree char *up_digest = labrun_lab_digest(run);
+	g_autofree char *diff = lab_differences(lab, run, domains, plan->wanted_xml);
+	g_autofree char *canon_up = up_path ? g_canonicalize_filename(up_path, NULL) : NULL;
+	g_autofree char *canon_now = g_canonicalize_filename(session->path, NULL);
+	gboolean same_file = canon_up && strcmp(canon_up, canon_now) == 0;
+	gboolean all_running = domains->len == lab->guests->len;
+
+	if (up_digest && strcmp(up_digest, plan->digest) != 0 && !same_file && diff)
+		return ivlab_fail(error, "%s: the lab name '%s' is taken by a running lab from %s: its "
+				  "region names (ivlab-%s-*), sockets in %s and domains (%s-*) would "
+				  "collide, and the two differ (%s); rename this lab or run "
+				  "'ivlab -f %s down' first",
+				  session->path, lab->name, up_path, lab->name, run->dir, lab->name, diff,
+				  up_path);
+	if (diff)
+		return ivlab_fail(error, "%s: the lab '%s' is up, and the lab file differs from what "
+				  "runs: %s; run 'ivlab down' first, then 'ivlab up' to apply it",
+				  session->path, lab->name, diff);
+	for (guint d = 0; d < domains->len; d++)
+		all_running = all_running && virt_is_running(g_ptr_array_index(domains, d));
+	for (guint r = 0; r < lab->regions->len; r++) {
+		const struct lab_region *region = g_ptr_array_index(lab->regions, r);
+		g_autofree char *socket_path = NULL;
+
+		if (region->mode != LAB_REGION_DOORBELL)
+			continue;
+		socket_path = lab_region_socket_path(lab, region);
+		if (server_alive(socket_path))
+			continue;
+		if (all_running)
+			return ivlab_fail(error, "lab '%s': its guests run but the server of region %s "
+					  "(%s) does not answer; run 'ivlab down', then 'ivlab up'",
+					  lab->name, region->name, socket_path);
+		all_running = FALSE;
+	}
+	if (all_running) {
+		plan->kind = LABUP_ALREADY_UP;
+		plan->summary = g_strdup_printf("lab '%s' is already up (%u guests running, from %s); "
+						"nothing to do", lab->name, domains->len,
+						up_path ? up_path : session->path);
+	} else {
+		plan->kind = LABUP_FINISH;
+		plan->summary = g_strdup_printf("lab '%s' is partly up: finishing it", lab->name);
+	}
+	return TRUE;
+}
+
+gboolean labup_plan(struct lab_session *session, struct labup_plan *plan, GError **error)
+{
+	const struct lab *lab = session->lab;
+
+	memset(plan, 0, sizeof(*plan));
+	plan->wanted_xml = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
+	plan->digest = labrun_digest_file(session->path, error);
+	if (!plan->digest)
+		return FALSE;
+	for (guint i = 0; i < lab->guests->len; i++) {
+		const struct lab_guest *guest = g_ptr_array_index(lab->guests, i);
+		char *xml = labup_domain_xml(lab, guest, error);
+
+		if (!xml)
+			return FALSE;
+		g_hash_table_insert(plan->wanted_xml, lab_guest_domain_name(lab, guest), xml);
+	}
+	plan->kind = LABUP_FRESH;
+	/* Something of this lab already exists: the same lab (no-op or finish
+	 * it), a changed lab file, or another lab file of the same name. */
+	if (!labrun_exists(session->run) && session->domains->len) {
+		g_autofree char *names = domain_names(session->domains);
+
+		return ivlab_fail(error, "lab '%s': its domains exist (%s) but %s has no record of them "
+				  "(brought up with another IVLAB_STATE_DIR?); run 'ivlab down %s' "
+				  "there, or here to remove them", lab->name, names, session->run->dir,
+				  lab->name);
+	}
+	if (labrun_exists(session->run) || session->domains->len)
+		return plan_existing(session, plan, error);
+	return TRUE;
+}
+
+void labup_plan_clear(struct labup_plan *plan)
+{
+	g_clear_pointer(&plan->wanted_xml, g_hash_table_unref);
+	g_clear_pointer(&plan->digest, g_free);
+	g_clear_pointer(&plan->summary, g_free);
+}
+
+/* Servers, definitions, starts and hellos; on failure the caller undoes. */
+static gboolean create(struct lab_session *session, struct labup_plan *plan, int timeout_seconds,
+		       GError **error)
+{
+	return start_servers(session->lab, session->run, session->conn, error) &&
+	       labup_define_and_start(session->conn, session->lab, session->run, plan->wanted_xml,
+				      timeout_seconds, error);
+}
+
+gboolean labup_apply(struct lab_session *session, struct labup_plan *plan, int timeout_seconds,
+		     gboolean keep_failed, GError **error)
+{
+	const struct lab *lab = session->lab;
+	g_autoptr(GError) up_error = NULL;
+	g_autoptr(GError) down_error = NULL;
+
+	if (plan->kind == LABUP_ALREADY_UP)
+		return TRUE;
+	if (!preflight_check(session->conn, lab, error) || !labup_ensure_images(lab, error) ||
+	    !labup_check_shm_free(lab, session->run, error))
+		return FALSE;
+	labrun_set_lab(session->run, session->path, plan->digest);
+	if (!labrun_save(session->run, error))
+		return FALSE;
+	if (create(session, plan, timeout_seconds, &up_error))
+		return TRUE;
+	if (keep_failed) {
+		ivlab_info("lab '%s' left as it is for inspection; 'ivlab down' removes it", lab->name);
+	} else {
+		ivlab_info("undoing the failed 'up' of lab '%s'", lab->name);
+		if (!labrun_teardown(session->conn, lab->name, lab, FALSE, &down_error))
+			ivlab_info("warning: undo incomplete: %s; run 'ivlab down'", down_error->message);
+	}
+	g_propagate_error(error, g_steal_pointer(&up_error));
+	return FALSE;
 }

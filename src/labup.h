@@ -9,6 +9,7 @@
 #include "agentlink.h"
 #include "lab.h"
 #include "labrun.h"
+#include "labsession.h"
 #include "virt.h"
 
 /* The domain XML `up` defines for guest: domxml_build(), with the
@@ -31,5 +32,29 @@ gboolean labup_define_and_start(virConnectPtr conn, const struct lab *lab, struc
  * agent link stays open for the caller. */
 struct agent_link *labup_boot_guest(virDomainPtr dom, const char *name, gboolean start,
 				    int timeout_ms, GError **error);
+
+/* What `up` will do with the lab as it finds it. */
+enum labup_plan_kind {
+	LABUP_FRESH,      /* nothing of it exists */
+	LABUP_FINISH,     /* partly up: create what is missing */
+	LABUP_ALREADY_UP, /* nothing to do */
+};
+
+struct labup_plan {
+	enum labup_plan_kind kind;
+	char *summary;          /* what it means, for people (LABUP_FINISH, LABUP_ALREADY_UP) */
+	char *digest;           /* the lab file's */
+	GHashTable *wanted_xml; /* domain name -> the XML it gets */
+};
+
+/* Compare the lab file with what runs (session with connection and run
+ * state). Refuses a lab name taken by another lab file, a changed lab, and
+ * guests that run without their servers. */
+gboolean labup_plan(struct lab_session *session, struct labup_plan *plan, GError **error);
+void labup_plan_clear(struct labup_plan *plan);
+/* Carry the plan out: preflight, images, servers, define, start, wait for
+ * the agents. A failure is undone unless keep_failed. */
+gboolean labup_apply(struct lab_session *session, struct labup_plan *plan, int timeout_seconds,
+		     gboolean keep_failed, GError **error);
 
 #endif

@@ -96,7 +96,7 @@ static int run(int argc, char **argv, GError **error)
 	ivlab_set_verbosity(ctx.verbose, ctx.quiet);
 	ctx.uri = uri ? g_steal_pointer(&uri) : default_uri();
 	ctx.lab_path = g_steal_pointer(&lab);
-	gboolean ok = cmd->exec(&ctx, argc - 1, argv + 1, error);
+	gboolean ok = cmd_run(cmd, &ctx, argc - 1, argv + 1, error);
 	g_free(ctx.uri);
 	g_free(ctx.lab_path);
 	if (ok)

@@ -206,16 +206,17 @@ gboolean ivlab_name_is_safe(const char *name)
 	return TRUE;
 }
 
-void ivlab_json_string(GString *out, const char *text)
+void ivlab_print_json(JsonNode *root)
 {
-	g_string_append_c(out, '"');
-	for (const guchar *c = (const guchar *)(text ? text : ""); *c; c++) {
-		if (*c == '"' || *c == '\\')
-			g_string_append_printf(out, "\\%c", *c);
-		else if (*c < 0x20)
-			g_string_append_printf(out, "\\u%04x", *c);
-		else
-			g_string_append_c(out, (char)*c);
-	}
-	g_string_append_c(out, '"');
+	g_autoptr(JsonGenerator) generator = json_generator_new();
+	g_autofree char *text = NULL;
+
+	json_generator_set_root(generator, root);
+	text = json_generator_to_data(generator, NULL);
+	printf("%s\n", text);
+}
+
+gboolean ivlab_filter_match(const char *filter, const char *name)
+{
+	return !filter || g_pattern_match_simple(filter, name);
 }

@@ -68,7 +68,7 @@ virsh -q destroy "$name-right" >/dev/null 2>&1
 "$IVLAB" -f "$lab" bench --iterations 20 >/dev/null 2>"$scratch/half.err"
 status=$?
 check "bench with a guest shut off exits 1 and names it" \
-	sh -c "[ $status -eq 1 ] && grep -q 'not fully up: guest right is shut off' '$scratch/half.err'"
+	sh -c "[ $status -eq 1 ] && grep -q 'not fully up: guest right is not running (shut off)' '$scratch/half.err'"
 diag "$(cat "$scratch/half.err")"
 
 check "down" run_logged down "$IVLAB" -f "$lab" down

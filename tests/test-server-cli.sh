@@ -109,7 +109,7 @@ expect_error 1 "wait: no ring on vector 1 within 100 ms" peer -s "$s" --timeout 
 waiter=$!
 pids="$pids $waiter"
 waiter_id() {
-	"$IVLAB" server --status --json -s "$s" | sed -n 's/.*"peers": \[\([0-9]*\)\].*/\1/p' | grep .
+	"$IVLAB" server --status --json -s "$s" | sed -n 's/.*"peers":\[\([0-9]*\)\].*/\1/p' | grep .
 }
 waiter_known() {
 	waiter_id >/dev/null
