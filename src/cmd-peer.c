@@ -8,6 +8,7 @@
 
 #include "ivlab.h"
 #include "peer.h"
+#include "server.h"
 
 /* "4096", "4K", "0x1000" */
 static gboolean parse_offset(const char *text, guint64 *value)
@@ -132,68 +133,138 @@ static gboolean monitor(struct peer *peer, int timeout_ms, GError **error)
 	}
 }
 
-static gboolean cmd_peer(const struct ivlab_cmd *cmd, struct ivlab_ctx *ctx, int argc, char **argv,
-			 GError **error)
-{
-	g_autofree char *socket_path = NULL;
-	/* G_MININT: not given (an explicit negative value is a usage error). */
-	int timeout_ms = G_MININT, wait_peers = G_MININT;
-	const GOptionEntry entries[] = {
-		{ "socket", 's', 0, G_OPTION_ARG_FILENAME, &socket_path,
-		  "the ivshmem server's socket (required)", "PATH" },
-		{ "timeout", 't', 0, G_OPTION_ARG_INT, &timeout_ms,
-		  "give up waiting after MS milliseconds (default: wait forever)", "MS" },
-		{ "peers", 'P', 0, G_OPTION_ARG_INT, &wait_peers,
-		  "before the command, wait until N other peers are fully connected", "N" },
-		{ NULL }
-	};
-	g_autoptr(Peer) peer = NULL;
-	const char *action;
+static char *socket_path;
+/* G_MININT: not given (an explicit negative value is a usage error). */
+static int timeout_ms = G_MININT, wait_peers = G_MININT;
 
-	if (!cmd_parse(cmd, entries, &argc, &argv, error))
+static const GOptionEntry entries[] = {
+	{ "socket", 's', 0, G_OPTION_ARG_FILENAME, &socket_path,
+	  "the ivshmem server's socket (required)", "PATH" },
+	{ "timeout", 't', 0, G_OPTION_ARG_INT, &timeout_ms,
+	  "give up waiting after MS milliseconds (default: wait forever)", "MS" },
+	{ "peers", 'P', 0, G_OPTION_ARG_INT, &wait_peers,
+	  "before the command, wait until N other peers are fully connected", "N" },
+	{ NULL }
+};
+
+/* The action's operands, checked before connecting. */
+static struct {
+	guint64 target, vector, byte, offset, length;
+} request;
+
+static gboolean act_list(struct peer *peer, GError **error)
+{
+	if (!peer_poll_notifications(peer, 0, error))
 		return FALSE;
+	print_peers(peer);
+	return TRUE;
+}
+
+static gboolean act_ring(struct peer *peer, GError **error)
+{
+	return peer_poll_notifications(peer, 0, error) &&
+	       peer_ring(peer, (int)request.target, (guint)request.vector, error);
+}
+
+static gboolean act_wait(struct peer *peer, GError **error)
+{
+	guint64 count;
+
+	if (!peer_wait(peer, (guint)request.vector, timeout_ms, &count, error))
+		return FALSE;
+	if (count == 0)
+		return ivlab_fail(error, "wait: no ring on vector %u within %d ms", (guint)request.vector,
+				  timeout_ms);
+	printf("vector %u: %" G_GUINT64_FORMAT " ring%s\n", (guint)request.vector, count,
+	       count == 1 ? "" : "s");
+	return TRUE;
+}
+
+static gboolean act_dump(struct peer *peer, GError **error)
+{
+	if (!check_range(peer, request.offset, request.length, error))
+		return FALSE;
+	hexdump((const guint8 *)peer_memory(peer) + request.offset, request.offset, request.length);
+	return TRUE;
+}
+
+static gboolean act_fill(struct peer *peer, GError **error)
+{
+	if (!check_range(peer, request.offset, request.length, error))
+		return FALSE;
+	memset((guint8 *)peer_memory(peer) + request.offset, (int)request.byte, request.length);
+	return TRUE;
+}
+
+static gboolean act_monitor(struct peer *peer, GError **error)
+{
+	return monitor(peer, timeout_ms, error);
+}
+
+static const struct peer_action {
+	const char *name;
+	int args;
+	gboolean (*run)(struct peer *peer, GError **error);
+} actions[] = {
+	{ "list", 0, act_list }, { "ring", 2, act_ring }, { "wait", 1, act_wait },
+	{ "dump", 2, act_dump }, { "fill", 3, act_fill }, { "monitor", 0, act_monitor },
+};
+
+static const struct peer_action *find_action(const char *name)
+{
+	for (gsize i = 0; i < G_N_ELEMENTS(actions); i++)
+		if (strcmp(actions[i].name, name) == 0)
+			return &actions[i];
+	return NULL;
+}
+
+/* Parse the operands of the action argv[1] (default list) into request. */
+static gboolean parse_operands(const struct ivlab_cmd *cmd, int argc, char **argv, GError **error)
+{
+	const char *action = argc > 1 ? argv[1] : "list";
+	const struct peer_action *found = find_action(action);
+
+	if (!found)
+		return cmd_usage_error(error, cmd, "unknown action '%s'", action);
+	if (argc > 1 && argc - 2 != found->args)
+		return cmd_usage_error(error, cmd, "'%s' takes %d argument%s", action, found->args,
+				       found->args == 1 ? "" : "s");
+	if (found->run == act_ring)
+		return parse_number(cmd, "PEER", argv[2], 65535, &request.target, error) &&
+		       parse_number(cmd, "VECTOR", argv[3], 63, &request.vector, error);
+	if (found->run == act_wait)
+		return parse_number(cmd, "VECTOR", argv[2], 63, &request.vector, error);
+	if (found->run == act_fill && !parse_number(cmd, "BYTE", argv[4], 255, &request.byte, error))
+		return FALSE;
+	if (found->run == act_dump || found->run == act_fill)
+		return parse_range(cmd, argv[2], argv[3], &request.offset, &request.length, error);
+	return TRUE;
+}
+
+static gboolean cmd_peer_check(const struct ivlab_cmd *cmd, int argc, char **argv, GError **error)
+{
 	if (!socket_path)
 		return cmd_usage_error(error, cmd, "--socket PATH is required");
 	if (timeout_ms != G_MININT && timeout_ms < 0)
 		return cmd_usage_error(error, cmd, "--timeout: %d is not a number of milliseconds",
 				       timeout_ms);
-	if (timeout_ms == G_MININT)
-		timeout_ms = -1;
 	if (wait_peers != G_MININT && wait_peers < 0)
 		return cmd_usage_error(error, cmd, "--peers: %d is not a number of peers", wait_peers);
-	action = argc > 1 ? argv[1] : "list";
-	static const struct {
-		const char *name;
-		int args;
-	} actions[] = {
-		{ "list", 0 }, { "ring", 2 }, { "wait", 1 }, { "dump", 2 }, { "fill", 3 }, { "monitor", 0 },
-	};
-	gboolean found = FALSE;
-	for (gsize i = 0; i < G_N_ELEMENTS(actions) && !found; i++) {
-		if (strcmp(actions[i].name, action) != 0)
-			continue;
-		found = TRUE;
-		if (argc > 1 && argc - 2 != actions[i].args)
-			return cmd_usage_error(error, cmd, "'%s' takes %d argument%s", action,
-					       actions[i].args, actions[i].args == 1 ? "" : "s");
-	}
-	if (!found)
-		return cmd_usage_error(error, cmd, "unknown action '%s'", action);
+	/* Peer ids are 0..SERVER_PEER_ID_MAX, one of them ours. */
+	if (wait_peers > SERVER_PEER_ID_MAX)
+		return cmd_usage_error(error, cmd, "--peers: %d is more than a server can have besides us "
+				       "(%d)", wait_peers, SERVER_PEER_ID_MAX);
+	return parse_operands(cmd, argc, argv, error);
+}
 
-	guint64 target = 0, vector = 0, byte = 0, offset = 0, length = 0;
+static gboolean cmd_peer_exec(const struct ivlab_cmd *cmd, struct ivlab_ctx *ctx, int argc,
+			      char **argv, GError **error)
+{
+	const struct peer_action *action = find_action(argc > 1 ? argv[1] : "list");
+	g_autoptr(Peer) peer = NULL;
 
-	if (strcmp(action, "ring") == 0 &&
-	    (!parse_number(cmd, "PEER", argv[2], 65535, &target, error) ||
-	     !parse_number(cmd, "VECTOR", argv[3], 63, &vector, error)))
-		return FALSE;
-	if (strcmp(action, "wait") == 0 && !parse_number(cmd, "VECTOR", argv[2], 63, &vector, error))
-		return FALSE;
-	if (strcmp(action, "fill") == 0 && !parse_number(cmd, "BYTE", argv[4], 255, &byte, error))
-		return FALSE;
-	if ((strcmp(action, "dump") == 0 || strcmp(action, "fill") == 0) &&
-	    !parse_range(cmd, argv[2], argv[3], &offset, &length, error))
-		return FALSE;
-
+	if (timeout_ms == G_MININT)
+		timeout_ms = -1;
 	peer = peer_connect_timeout(socket_path, timeout_ms < 0 ? 10000 : timeout_ms, error);
 	if (!peer)
 		return FALSE;
@@ -201,39 +272,7 @@ static gboolean cmd_peer(const struct ivlab_cmd *cmd, struct ivlab_ctx *ctx, int
 		    peer_size(peer), peer_vectors(peer));
 	if (wait_peers > 0 && !peer_wait_peers(peer, (guint)wait_peers, timeout_ms, error))
 		return FALSE;
-
-	if (strcmp(action, "list") == 0) {
-		if (!peer_poll_notifications(peer, 0, error))
-			return FALSE;
-		print_peers(peer);
-	} else if (strcmp(action, "ring") == 0) {
-		if (!peer_poll_notifications(peer, 0, error) ||
-		    !peer_ring(peer, (int)target, (guint)vector, error))
-			return FALSE;
-	} else if (strcmp(action, "wait") == 0) {
-		guint64 count;
-
-		if (!peer_wait(peer, (guint)vector, timeout_ms, &count, error))
-			return FALSE;
-		if (count == 0) {
-			g_set_error(error, IVLAB_ERROR, IVLAB_ERROR_FAILED,
-				    "wait: no ring on vector %u within %d ms", (guint)vector, timeout_ms);
-			return FALSE;
-		}
-		printf("vector %u: %" G_GUINT64_FORMAT " ring%s\n", (guint)vector, count,
-		       count == 1 ? "" : "s");
-	} else if (strcmp(action, "dump") == 0) {
-		if (!check_range(peer, offset, length, error))
-			return FALSE;
-		hexdump((const guint8 *)peer_memory(peer) + offset, offset, length);
-	} else if (strcmp(action, "fill") == 0) {
-		if (!check_range(peer, offset, length, error))
-			return FALSE;
-		memset((guint8 *)peer_memory(peer) + offset, (int)byte, length);
-	} else {
-		return monitor(peer, timeout_ms, error);
-	}
-	return TRUE;
+	return action->run(peer, error);
 }
 
 const struct ivlab_cmd cmd_peer_entry = {
@@ -250,6 +289,8 @@ const struct ivlab_cmd cmd_peer_entry = {
 		"  monitor                print connects and disconnects (until --timeout)\n"
 		"Offsets and lengths take units (4K, 1M) or hex (0x1000). The host peer\n"
 		"takes a peer id like any guest while it is connected.",
-	.needs = CMD_OWN_OPTIONS,
-	.exec = cmd_peer,
+	.options = entries,
+	.max_args = -1,
+	.check = cmd_peer_check,
+	.exec = cmd_peer_exec,
 };

@@ -74,32 +74,26 @@ static char *url_basename(const char *url)
 
 struct progress {
 	const char *name;
-	gint64 last_us;
+	struct ivlab_progress line;
 	curl_off_t offset; /* bytes already there when this attempt started */
-	gboolean shown;
 };
 
 static int progress_cb(void *data, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
 		       curl_off_t ulnow)
 {
 	struct progress *progress = data;
-	gint64 now = g_get_monotonic_time();
 	curl_off_t have = progress->offset + dlnow;
 	curl_off_t total = dltotal ? progress->offset + dltotal : 0;
 
-	if (now - progress->last_us < 200000 && !(total && have == total))
-		return 0;
-	progress->last_us = now;
 	if (total) {
-		int width = 30, filled = (int)(width * have / total);
+		g_autofree char *bar = ivlab_progress_bar(have, total);
 
-		fprintf(stderr, "\r%-24.24s [%.*s%*s] %3d%% %6.1f/%.1f MiB", progress->name, filled,
-			"##############################", width - filled, "", (int)(100 * have / total),
-			have / 1048576.0, total / 1048576.0);
+		ivlab_progress_show(&progress->line, have == total, "%-24.24s %s %6.1f/%.1f MiB",
+				    progress->name, bar, have / 1048576.0, total / 1048576.0);
 	} else {
-		fprintf(stderr, "\r%-24.24s %6.1f MiB", progress->name, have / 1048576.0);
+		ivlab_progress_show(&progress->line, FALSE, "%-24.24s %6.1f MiB", progress->name,
+				    have / 1048576.0);
 	}
-	progress->shown = TRUE;
 	return 0;
 }
 
@@ -125,6 +119,8 @@ static enum attempt_result fetch_attempt(const char *url, const char *part_path,
 					 GError **error)
 {
 	struct progress progress = { .name = name };
+
+	ivlab_progress_init(&progress.line);
 	char curl_error[CURL_ERROR_SIZE] = "";
 	struct stat st;
 	long status = 0;
@@ -154,7 +150,7 @@ static enum attempt_result fetch_attempt(const char *url, const char *part_path,
 	curl_easy_setopt(curl, CURLOPT_WRITEDATA, out);
 	if (progress.offset > 0)
 		curl_easy_setopt(curl, CURLOPT_RESUME_FROM_LARGE, (curl_off_t)progress.offset);
-	if (isatty(STDERR_FILENO) && ivlab_verbosity() >= 1) {
+	if (progress.line.active) {
 		curl_easy_setopt(curl, CURLOPT_NOPROGRESS, 0L);
 		curl_easy_setopt(curl, CURLOPT_XFERINFOFUNCTION, progress_cb);
 		curl_easy_setopt(curl, CURLOPT_XFERINFODATA, &progress);
@@ -163,8 +159,7 @@ static enum attempt_result fetch_attempt(const char *url, const char *part_path,
 	code = curl_easy_perform(curl);
 	curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &status);
 	curl_easy_cleanup(curl);
-	if (progress.shown)
-		fputc('\n', stderr);
+	ivlab_progress_end(&progress.line);
 	if (fclose(out) != 0 && code == CURLE_OK) {
 		g_set_error(error, IVLAB_ERROR, IVLAB_ERROR_FAILED, "%s: %s", part_path, g_strerror(errno));
 		return ATTEMPT_FAILED;

@@ -71,11 +71,28 @@ gboolean cmd_usage_error(GError **error, const struct ivlab_cmd *cmd,
 
 /* Set IVLAB_ERROR_FAILED with a formatted message; returns FALSE. */
 gboolean ivlab_fail(GError **error, const char *fmt, ...) G_GNUC_PRINTF(2, 3);
+/* The same, "MESSAGE: strerror(errno)"; errno is kept. */
+gboolean ivlab_fail_errno(GError **error, const char *fmt, ...) G_GNUC_PRINTF(2, 3);
 /* The keys of a table keyed by GUINT_TO_POINTER(id), sorted, as guints. */
 GArray *ivlab_sorted_ids(GHashTable *table);
 
 /* Write all of data to fd (a socket, pipe or terminal); FALSE on error or EOF. */
 gboolean ivlab_write_all(int fd, const char *data, gsize length);
+
+/* A status line on stderr redrawn in place (downloads, waits), when stderr
+ * is a terminal and -q was not given; at most 5 redraws a second unless
+ * forced. ivlab_progress_end() ends the line if one was drawn. */
+struct ivlab_progress {
+	gboolean active;
+	gboolean shown;
+	gint64 last_us;
+};
+void ivlab_progress_init(struct ivlab_progress *progress);
+void ivlab_progress_show(struct ivlab_progress *progress, gboolean force, const char *fmt, ...)
+	G_GNUC_PRINTF(3, 4);
+void ivlab_progress_end(struct ivlab_progress *progress);
+/* "[#####     ]  50%" for have of total. */
+char *ivlab_progress_bar(guint64 have, guint64 total);
 
 /* Messages for people, on stderr; main() alone prints errors. */
 void ivlab_set_verbosity(int verbose, gboolean quiet);

@@ -88,6 +88,24 @@ static struct labbench_item *item_new(struct bench *bench, enum labbench_kind ki
 	return item;
 }
 
+/* The measurement "pingpong/REGION/INITIATOR->RESPONDER", or NULL when the
+ * filter leaves it out. */
+static struct labbench_item *pingpong_item(struct bench *bench, const struct lab_region *region,
+					   const char *initiator, const char *responder)
+{
+	char *name = g_strdup_printf("pingpong/%s/%s->%s", region->name, initiator, responder);
+	struct labbench_item *item;
+
+	if (!want(bench, name)) {
+		g_free(name);
+		return NULL;
+	}
+	item = item_new(bench, LABBENCH_PINGPONG, name, region);
+	item->initiator = g_strdup(initiator);
+	item->responder = g_strdup(responder);
+	return item;
+}
+
 static gboolean reply_mbps(AgentReply *reply, const char *key, double *value, GError **error)
 {
 	const char *text = agent_reply_get(reply, key);
@@ -164,20 +182,14 @@ static void finish_responder(struct bench *bench, struct session_guest *responde
 static void guest_pingpong(struct bench *bench, const struct lab_region *region,
 			   struct session_guest *initiator, struct session_guest *responder)
 {
-	char *name = g_strdup_printf("pingpong/%s/%s->%s", region->name, initiator->guest->name,
-				     responder->guest->name);
 	gint64 initiator_id = initiator->ids[lab_guest_region_index(initiator->guest, region)];
 	gint64 responder_id = responder->ids[lab_guest_region_index(responder->guest, region)];
-	struct labbench_item *item;
+	struct labbench_item *item = pingpong_item(bench, region, initiator->guest->name,
+						   responder->guest->name);
 	g_autoptr(GError) err = NULL;
 
-	if (!want(bench, name)) {
-		g_free(name);
+	if (!item)
 		return;
-	}
-	item = item_new(bench, LABBENCH_PINGPONG, name, region);
-	item->initiator = g_strdup(initiator->guest->name);
-	item->responder = g_strdup(responder->guest->name);
 	ivlab_info("%s: %u rounds", name, item->iterations);
 	if (initiator_id < 0 || responder_id < 0) {
 		item->error = g_strdup("a guest has no IVPosition on the region");
@@ -251,19 +263,12 @@ static gboolean host_rounds(struct peer *peer, gint64 guest_id, struct labbench_
 static void host_pingpong(struct bench *bench, const struct lab_region *region, struct peer **peer,
 			  const char *peer_why, struct session_guest *responder)
 {
-	char *name = g_strdup_printf("pingpong/%s/%s->%s", region->name, LABBENCH_HOST,
-				     responder->guest->name);
 	gint64 guest_id = responder->ids[lab_guest_region_index(responder->guest, region)];
-	struct labbench_item *item;
+	struct labbench_item *item = pingpong_item(bench, region, LABBENCH_HOST, responder->guest->name);
 	g_autoptr(GError) err = NULL;
 
-	if (!want(bench, name)) {
-		g_free(name);
+	if (!item)
 		return;
-	}
-	item = item_new(bench, LABBENCH_PINGPONG, name, region);
-	item->initiator = g_strdup(LABBENCH_HOST);
-	item->responder = g_strdup(responder->guest->name);
 	ivlab_info("%s: %u rounds", name, item->iterations);
 	if (!*peer) {
 		item->error = g_strdup(peer_why);

@@ -246,16 +246,12 @@ struct agent_link *labup_boot_guest(virDomainPtr dom, const char *name, gboolean
 	return agent;
 }
 
-static void progress(gboolean tty, guint ready, guint total, gint64 started, const char *last)
+static void progress(struct ivlab_progress *line, guint ready, guint total, gint64 started,
+		     const char *last)
 {
-	if (!tty || ivlab_verbosity() < 1)
-		return;
-	fprintf(stderr, "\r\033[Kivlab: waiting for agents: %u/%u ready, %.0f s%s%s", ready, total,
-		(g_get_monotonic_time() - started) / 1e6, last ? " (last: " : "",
-		last ? last : "");
-	if (last)
-		fputc(')', stderr);
-	fflush(stderr);
+	ivlab_progress_show(line, TRUE, "waiting for agents: %u/%u ready, %.0f s%s%s%s", ready, total,
+			    (g_get_monotonic_time() - started) / 1e6, last ? " (last: " : "",
+			    last ? last : "", last ? ")" : "");
 }
 
 gboolean labup_define_and_start(virConnectPtr conn, const struct lab *lab, struct labrun *run,
@@ -266,9 +262,11 @@ gboolean labup_define_and_start(virConnectPtr conn, const struct lab *lab, struc
 	g_autoptr(GPtrArray) threads = g_ptr_array_new();
 	g_autoptr(GPtrArray) failed = g_ptr_array_new_with_free_func(g_free);
 	GError *first = NULL;
-	gboolean tty = isatty(STDERR_FILENO);
+	struct ivlab_progress line;
 	gint64 started = g_get_monotonic_time();
 	guint ready = 0;
+
+	ivlab_progress_init(&line);
 
 	for (guint i = 0; i < lab->guests->len; i++) {
 		const struct lab_guest *guest = g_ptr_array_index(lab->guests, i);
@@ -307,18 +305,17 @@ gboolean labup_define_and_start(virConnectPtr conn, const struct lab *lab, struc
 		ivlab_debug("%s: %s", virDomainGetName(dom), boot->start ? "starting" : "already running");
 		g_ptr_array_add(threads, g_thread_new("boot", boot_thread, boot));
 	}
-	progress(tty, 0, doms->len, started, NULL);
+	progress(&line, 0, doms->len, started, NULL);
 	for (guint finished = 0; finished < doms->len;) {
 		struct boot *boot = g_async_queue_timeout_pop(done, 500000);
 
 		if (!boot) {
-			progress(tty, ready, doms->len, started, NULL);
+			progress(&line, ready, doms->len, started, NULL);
 			continue;
 		}
 		finished++;
 		if (boot->error) {
-			if (tty && ivlab_verbosity() >= 1)
-				fputs("\n", stderr);
+			ivlab_progress_end(&line);
 			boot_stop_console(boot);
 			print_console_tail(boot);
 			g_ptr_array_add(failed, g_strdup(boot->name));
@@ -326,15 +323,14 @@ gboolean labup_define_and_start(virConnectPtr conn, const struct lab *lab, struc
 				first = g_error_copy(boot->error);
 		} else {
 			ready++;
-			if (tty)
-				progress(tty, ready, doms->len, started, boot->name);
+			if (line.active)
+				progress(&line, ready, doms->len, started, boot->name);
 			else
 				ivlab_info("%s: agent ready after %.1f s", boot->name, boot->seconds);
 		}
 		boot_free(boot);
 	}
-	if (tty && ivlab_verbosity() >= 1)
-		fputs("\n", stderr);
+	ivlab_progress_end(&line);
 	for (guint i = 0; i < threads->len; i++)
 		g_thread_join(g_ptr_array_index(threads, i));
 	if (first) {

@@ -220,3 +220,60 @@ gboolean ivlab_filter_match(const char *filter, const char *name)
 {
 	return !filter || g_pattern_match_simple(filter, name);
 }
+
+gboolean ivlab_fail_errno(GError **error, const char *fmt, ...)
+{
+	int saved = errno;
+	va_list ap;
+	g_autofree char *text = NULL;
+
+	va_start(ap, fmt);
+	text = g_strdup_vprintf(fmt, ap);
+	va_end(ap);
+	g_set_error(error, IVLAB_ERROR, IVLAB_ERROR_FAILED, "%s: %s", text, g_strerror(saved));
+	errno = saved;
+	return FALSE;
+}
+
+#define PROGRESS_INTERVAL_US 200000
+#define PROGRESS_BAR_WIDTH 30
+
+void ivlab_progress_init(struct ivlab_progress *progress)
+{
+	memset(progress, 0, sizeof(*progress));
+	progress->active = isatty(STDERR_FILENO) && ivlab_verbosity() >= 1;
+}
+
+void ivlab_progress_show(struct ivlab_progress *progress, gboolean force, const char *fmt, ...)
+{
+	gint64 now = g_get_monotonic_time();
+	g_autofree char *text = NULL;
+	va_list ap;
+
+	if (!progress->active || (!force && now - progress->last_us < PROGRESS_INTERVAL_US))
+		return;
+	progress->last_us = now;
+	va_start(ap, fmt);
+	text = g_strdup_vprintf(fmt, ap);
+	va_end(ap);
+	/* \r and "erase to the end of the line": a shorter line leaves nothing behind. */
+	fprintf(stderr, "\r\033[Kivlab: %s", text);
+	fflush(stderr);
+	progress->shown = TRUE;
+}
+
+void ivlab_progress_end(struct ivlab_progress *progress)
+{
+	if (progress->shown)
+		fputc('\n', stderr);
+	progress->shown = FALSE;
+}
+
+char *ivlab_progress_bar(guint64 have, guint64 total)
+{
+	int filled = total ? (int)(PROGRESS_BAR_WIDTH * MIN(have, total) / total) : 0;
+	int percent = total ? (int)(100 * MIN(have, total) / total) : 0;
+
+	return g_strdup_printf("[%.*s%*s] %3d%%", filled, "##############################",
+			       PROGRESS_BAR_WIDTH - filled, "", percent);
+}
