@@ -64,11 +64,8 @@ static gboolean cmd_test_exec(struct ivlab_ctx *ctx, int argc, char **argv, GErr
 	/* TAP and a terminal get each check as it ends; the plan or the
 	 * summary follows. Anything else gets the aligned table at the end. */
 	opts.stream = tap || isatty(STDOUT_FILENO);
-	if (opts.stream) {
-		if (tap)
-			printf("TAP version 13\n");
+	if (opts.stream)
 		report_stream(report, stdout, tap);
-	}
 	if (!labtest_run(conn, lab, &opts, report, error))
 		return FALSE;
 	if (tap)
