@@ -53,11 +53,8 @@ static gboolean cmd_test_exec(const struct ivlab_cmd *self, struct ivlab_ctx *ct
 	/* TAP and a terminal get each check as it ends; the plan or the
 	 * summary follows. Anything else gets the aligned table at the end. */
 	opts.stream = tap || isatty(STDOUT_FILENO);
-	if (opts.stream) {
-		if (tap)
-			printf("TAP version 13\n");
+	if (opts.stream)
 		report_stream(report, stdout, tap);
-	}
 	if (!labtest_run(ctx->session, &opts, report, error))
 		return FALSE;
 	if (tap)

@@ -10,6 +10,8 @@
 #include "host.h"
 #include "ivlab.h"
 
+#define HOST_KVM_DEVICE "/dev/kvm"
+
 const char *host_arch(void)
 {
 	static char machine[65];
@@ -26,22 +28,22 @@ const char *host_arch(void)
 	return machine;
 }
 
-/* A paravirtual /dev/kvm opens fine and runs a tiny probe, yet hangs a real
- * guest; the CPU flags are what tell an x86 host with hardware support. */
-static gboolean cpu_has_virt_flags(void)
+/* Whether the first "flags" line of cpuinfo names vmx or svm. */
+static gboolean cpuinfo_has_virt_flags(const char *cpuinfo)
 {
-	g_autofree char *cpuinfo = NULL;
 	g_auto(GStrv) lines = NULL;
 
-	if (!g_file_get_contents("/proc/cpuinfo", &cpuinfo, NULL, NULL))
+	if (!cpuinfo)
 		return FALSE;
 	lines = g_strsplit(cpuinfo, "\n", -1);
 	for (char **line = lines; *line; line++) {
+		const char *colon;
 		g_auto(GStrv) flags = NULL;
 
 		if (!g_str_has_prefix(*line, "flags"))
 			continue;
-		flags = g_strsplit_set(strchr(*line, ':') ? strchr(*line, ':') + 1 : "", " \t", -1);
+		colon = strchr(*line, ':');
+		flags = g_strsplit_set(colon ? colon + 1 : "", " \t", -1);
 		for (char **flag = flags; *flag; flag++)
 			if (strcmp(*flag, "vmx") == 0 || strcmp(*flag, "svm") == 0)
 				return TRUE;
@@ -50,38 +52,36 @@ static gboolean cpu_has_virt_flags(void)
 	return FALSE;
 }
 
-gboolean host_kvm_usable(const char *arch, char **why)
+/* Can KVM run an ordinary guest of guest_arch on a host with these facts? */
+static gboolean kvm_usable(const char *guest_arch, const struct host_facts *facts, char **why)
 {
-	const char *dev = "/dev/kvm";
-	int fd;
-
-	if (strcmp(arch, host_arch()) != 0) {
-		*why = g_strdup_printf("the host is %s, so %s guests need emulation", host_arch(), arch);
+	if (strcmp(guest_arch, facts->arch) != 0) {
+		*why = g_strdup_printf("the host is %s, so %s guests need emulation", facts->arch,
+				       guest_arch);
 		return FALSE;
 	}
-	fd = open(dev, O_RDWR | O_CLOEXEC);
-	if (fd < 0) {
-		*why = g_strdup_printf("%s cannot be opened: %s", dev, g_strerror(errno));
+	if (facts->kvm_errno) {
+		*why = g_strdup_printf("%s cannot be opened: %s", HOST_KVM_DEVICE,
+				       g_strerror(facts->kvm_errno));
 		return FALSE;
 	}
-	close(fd);
-	if (strcmp(arch, "x86_64") == 0 && !cpu_has_virt_flags()) {
+	/* A paravirtual /dev/kvm opens fine and runs a tiny probe, yet hangs a
+	 * real guest; the CPU flags are what tell an x86 host with hardware
+	 * support. */
+	if (strcmp(guest_arch, "x86_64") == 0 && !cpuinfo_has_virt_flags(facts->cpuinfo)) {
 		*why = g_strdup_printf("%s opens, but the CPU shows neither vmx nor svm "
-				       "(a paravirtual KVM runs no ordinary guest)", dev);
+				       "(a paravirtual KVM runs no ordinary guest)", HOST_KVM_DEVICE);
 		return FALSE;
 	}
-	*why = g_strdup_printf("%s is usable for %s guests", dev, arch);
+	*why = g_strdup_printf("%s is usable for %s guests", HOST_KVM_DEVICE, guest_arch);
 	return TRUE;
 }
 
-gboolean host_pick_kvm(enum lab_accel accel, const char *arch, char **why)
+gboolean host_accel_decide(enum lab_accel accel, const char *guest_arch,
+			   const struct host_facts *facts, char **why)
 {
-	const char *forced = g_getenv("IVLAB_ACCEL");
-
-	if (forced && strcmp(forced, "tcg") == 0)
-		accel = LAB_ACCEL_TCG;
-	else if (forced && strcmp(forced, "kvm") == 0)
-		accel = LAB_ACCEL_KVM;
+	g_autofree char *reason = NULL;
+	gboolean kvm;
 
 	switch (accel) {
 	case LAB_ACCEL_TCG:
@@ -90,12 +90,39 @@ gboolean host_pick_kvm(enum lab_accel accel, const char *arch, char **why)
 	case LAB_ACCEL_KVM:
 		*why = g_strdup("kvm: the lab asks for KVM");
 		return TRUE;
-	default: {
-		g_autofree char *reason = NULL;
-		gboolean kvm = host_kvm_usable(arch, &reason);
-
+	default:
+		kvm = kvm_usable(guest_arch, facts, &reason);
 		*why = g_strdup_printf("%s: %s", kvm ? "kvm" : "tcg", reason);
 		return kvm;
 	}
+}
+
+enum lab_accel host_accel_override(enum lab_accel accel)
+{
+	const char *forced = g_getenv("IVLAB_ACCEL");
+
+	if (forced && strcmp(forced, "tcg") == 0)
+		return LAB_ACCEL_TCG;
+	if (forced && strcmp(forced, "kvm") == 0)
+		return LAB_ACCEL_KVM;
+	return accel;
+}
+
+gboolean host_pick_kvm(enum lab_accel accel, const char *arch, char **why)
+{
+	g_autofree char *cpuinfo = NULL;
+	struct host_facts facts = { .arch = host_arch() };
+	int fd;
+
+	accel = host_accel_override(accel);
+	if (accel == LAB_ACCEL_AUTO) {
+		/* Unreadable: NULL, which shows no vmx or svm. */
+		g_file_get_contents("/proc/cpuinfo", &cpuinfo, NULL, NULL);
+		facts.cpuinfo = cpuinfo;
+		fd = open(HOST_KVM_DEVICE, O_RDWR | O_CLOEXEC);
+		facts.kvm_errno = fd < 0 ? errno : 0;
+		if (fd >= 0)
+			close(fd);
 	}
+	return host_accel_decide(accel, arch, &facts, why);
 }

@@ -377,8 +377,8 @@ struct lab *lab_load(const char *path, GError **error)
 		return NULL;
 	if (!parse_choice_attr(root, path, "accel", accels, FALSE, &accel, error))
 		return NULL;
-	lab->accel = !accel || strcmp(accel, "auto") == 0 ? LAB_ACCEL_AUTO :
-		     strcmp(accel, "kvm") == 0 ? LAB_ACCEL_KVM : LAB_ACCEL_TCG;
+	if (accel)
+		lab_accel_parse(accel, &lab->accel);
 
 	for (xmlNode *node = root->children; node; node = node->next) {
 		if (is_element(node, "region")) {
@@ -493,4 +493,17 @@ const char *lab_accel_name(enum lab_accel accel)
 	default:
 		return "auto";
 	}
+}
+
+gboolean lab_accel_parse(const char *name, enum lab_accel *accel)
+{
+	static const enum lab_accel all[] = { LAB_ACCEL_AUTO, LAB_ACCEL_KVM, LAB_ACCEL_TCG };
+
+	for (gsize i = 0; i < G_N_ELEMENTS(all); i++) {
+		if (strcmp(name, lab_accel_name(all[i])) == 0) {
+			*accel = all[i];
+			return TRUE;
+		}
+	}
+	return FALSE;
 }

@@ -69,5 +69,7 @@ char *lab_region_socket_path(const struct lab *lab, const struct lab_region *reg
 
 const char *lab_region_mode_name(enum lab_region_mode mode);
 const char *lab_accel_name(enum lab_accel accel);
+/* "auto", "kvm" or "tcg" into *accel; FALSE (and *accel untouched) for anything else. */
+gboolean lab_accel_parse(const char *name, enum lab_accel *accel);
 
 #endif

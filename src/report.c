@@ -22,6 +22,10 @@ void report_stream(struct report *report, FILE *out, gboolean tap)
 {
 	report->stream = out;
 	report->stream_tap = tap;
+	if (tap) {
+		fputs("TAP version 13\n", out);
+		fflush(out);
+	}
 }
 
 static void print_tap_line(const struct report_case *item, guint number, FILE *out)
@@ -146,13 +150,6 @@ void report_print_summary(const struct report *report, FILE *out)
 void report_print_tap_plan(const struct report *report, FILE *out)
 {
 	fprintf(out, "1..%u\n", report->cases->len);
-}
-
-void report_print_tap(const struct report *report, FILE *out)
-{
-	fprintf(out, "TAP version 13\n1..%u\n", report->cases->len);
-	for (guint i = 0; i < report->cases->len; i++)
-		print_tap_line(g_ptr_array_index(report->cases, i), i + 1, out);
 }
 
 gboolean report_write_junit(const struct report *report, const char *path, GError **error)

@@ -32,14 +32,13 @@ guint report_count(const struct report *report, enum report_status status);
 guint report_len(const struct report *report);
 const struct report_case *report_get(const struct report *report, guint index);
 
-/* Print every case as it is added: as a table line, or as a TAP line
- * (report_print_tap_plan() then ends the stream). */
+/* Print every case as it is added: as a table line, or in TAP: the version
+ * line now, a TAP line per case, and report_print_tap_plan() ends it. */
 void report_stream(struct report *report, FILE *out, gboolean tap);
 void report_print_case_line(const struct report_case *item, FILE *out);
 void report_print_summary(const struct report *report, FILE *out);
 void report_print_tap_plan(const struct report *report, FILE *out);
 void report_print_table(const struct report *report, FILE *out);
-void report_print_tap(const struct report *report, FILE *out);
 gboolean report_write_junit(const struct report *report, const char *path, GError **error);
 
 #endif

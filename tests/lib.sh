@@ -20,15 +20,55 @@ check() {
 	if "$@"; then ok "$desc"; else not_ok "$desc"; fi
 }
 
-# skip_or_fail REASON: a missing real component skips on a laptop, fails in CI.
-skip_or_fail() {
+# skip_point REASON: a test point that did not run.
+skip_point() {
+	test_count=$((test_count + 1))
+	echo "ok $test_count # SKIP $*"
+}
+
+# skip_or_fail_point REASON: a test point whose real component is missing:
+# skipped on a laptop, failed in CI.
+skip_or_fail_point() {
 	if [ "${CI:-}" = true ]; then
-		echo "not ok 1 - required component missing in CI: $*"
-		echo "1..1"
-		exit 1
+		not_ok "required component missing in CI: $*"
+	else
+		skip_point "$*"
 	fi
-	echo "1..0 # SKIP $*"
-	exit 0
+}
+
+# skip_or_fail REASON: a missing real component skips the rest of the test on
+# a laptop and fails it in CI.
+skip_or_fail() {
+	if [ "$test_count" -eq 0 ] && [ "${CI:-}" != true ]; then
+		echo "1..0 # SKIP $*"
+		exit 0
+	fi
+	skip_or_fail_point "$*"
+	tap_done
+	exit
+}
+
+# image_tools_missing ARCH: the tools `ivlab image build --arch ARCH` runs
+# that this host lacks (nothing when it has them all). A missing tool may
+# skip a test outside CI; a build that fails with every tool there is a
+# failure everywhere.
+image_tools_missing() {
+	_missing=
+	for _tool in apt-get apt-cache dpkg dpkg-deb make; do
+		command -v "$_tool" >/dev/null 2>&1 || _missing="$_missing $_tool"
+	done
+	if [ "$1" != "$(uname -m)" ]; then
+		case $1 in
+		aarch64) _tool=aarch64-linux-gnu-gcc _debarch=arm64 ;;
+		x86_64) _tool=x86_64-linux-gnu-gcc _debarch=amd64 ;;
+		esac
+		command -v "$_tool" >/dev/null 2>&1 || _missing="$_missing $_tool"
+		dpkg --print-foreign-architectures 2>/dev/null | grep -qx "$_debarch" ||
+			_missing="$_missing dpkg-architecture-$_debarch"
+	fi
+	[ -f "${IVLAB_AGENT_DIR:-$top_builddir/src/guest}/ivlab-agent-$1" ] ||
+		_missing="$_missing ivlab-agent-$1"
+	echo "${_missing# }"
 }
 
 # wait_until SECONDS COMMAND...: poll a condition with a deadline.

@@ -49,9 +49,38 @@ check "./ivlab.xml is preferred to the default lab" grep -q '<name>pair-left</na
 count=$(grep -c '<domain ' "$scratch/default.xml")
 check "xml prints every guest of the default lab (3, got $count)" [ "$count" -eq 3 ]
 
-# Verbose output explains the accelerator choice.
-IVLAB_ACCEL= "$IVLAB" -v xml arm >/dev/null 2>"$scratch/verbose"
-check "-v says why aarch64 runs under TCG on this host" grep -q 'arm: accelerator tcg: ' "$scratch/verbose"
+# The accelerator xml shows: --accel, else $IVLAB_ACCEL, else the lab's;
+# auto shows tcg on every host (`up` decides auto when it runs).
+unset IVLAB_ACCEL
+# domain_type FILE: the type of the first domain in FILE.
+domain_type() {
+	sed -n 's/^<domain type="\([a-z]*\)".*/\1/p' "$1" | head -n 1
+}
+"$IVLAB" -v xml arm >"$scratch/auto.xml" 2>"$scratch/verbose"
+check "xml of an accel=auto lab shows domain type qemu (got $(domain_type "$scratch/auto.xml"))" \
+	[ "$(domain_type "$scratch/auto.xml")" = qemu ]
+check "-v says auto shows tcg and 'up' decides" \
+	grep -q "arm: accelerator tcg: accel is auto, which 'ivlab up' decides" "$scratch/verbose"
+"$IVLAB" xml --accel kvm arm >"$scratch/kvm.xml" 2>&1
+check "xml --accel kvm shows domain type kvm" [ "$(domain_type "$scratch/kvm.xml")" = kvm ]
+"$IVLAB" xml --accel tcg arm >"$scratch/tcg.xml" 2>&1
+check "xml --accel tcg is what auto shows" cmp -s "$scratch/auto.xml" "$scratch/tcg.xml"
+# Under KVM the guest gets the vCPUs it asks for; under TCG room for a second.
+sed -e 's/^<domain type="kvm"/<domain type="qemu"/' \
+	-e "s|<vcpu>1</vcpu>|<vcpu current=\"1\">2</vcpu>|" "$scratch/kvm.xml" >"$scratch/kvm-as-tcg.xml"
+check "...and differs from --accel kvm only in the type and the vCPUs" \
+	cmp -s "$scratch/kvm-as-tcg.xml" "$scratch/tcg.xml"
+sed 's/accel="auto"/accel="kvm"/' "$top_srcdir/domains/default.xml" >"$scratch/kvm-lab.xml"
+"$IVLAB" -f "$scratch/kvm-lab.xml" xml arm >"$scratch/lab-kvm.xml" 2>&1
+check "xml of an accel=kvm lab shows type kvm" [ "$(domain_type "$scratch/lab-kvm.xml")" = kvm ]
+IVLAB_ACCEL=tcg "$IVLAB" -f "$scratch/kvm-lab.xml" xml arm >"$scratch/env-tcg.xml" 2>&1
+check "\$IVLAB_ACCEL=tcg overrides the lab's kvm" [ "$(domain_type "$scratch/env-tcg.xml")" = qemu ]
+IVLAB_ACCEL=tcg "$IVLAB" -f "$scratch/kvm-lab.xml" xml --accel kvm arm >"$scratch/opt-kvm.xml" 2>&1
+check "--accel kvm overrides \$IVLAB_ACCEL" [ "$(domain_type "$scratch/opt-kvm.xml")" = kvm ]
+expect 2 "xml: --accel: 'auto' is not kvm or tcg" "xml --accel auto is a usage error" -- \
+	"$IVLAB" xml --accel auto
+expect 2 "xml: --accel: 'hvf' is not kvm or tcg" "xml --accel of an unknown accelerator" -- \
+	"$IVLAB" xml --accel hvf
 "$IVLAB" -q xml arm >/dev/null 2>"$scratch/quiet"
 check "-q prints nothing on stderr" [ ! -s "$scratch/quiet" ]
 tap_done

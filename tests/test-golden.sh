@@ -1,14 +1,15 @@
 #!/bin/sh
 # test-golden.sh: every example lab (domains/*.xml) and every test lab
 # (tests/data/*.lab.xml), for every guest, gives exactly the domain XML in
-# tests/data/<case>-<guest>.xml, and that XML passes virt-xml-validate.
+# tests/data/<case>-<guest>.xml, and that XML passes virt-xml-validate
+# (without it, the validation alone skips, and fails when CI=true).
 # IVLAB_REGENERATE=1 rewrites the expected files instead of comparing.
 . "$top_srcdir/tests/lib.sh"
 
-[ -n "$VIRT_XML_VALIDATE" ] || skip_or_fail "virt-xml-validate not found (Debian package libvirt-clients)"
-
-# The generated XML names paths and the accelerator: pin both.
-export IVLAB_STATE_DIR=/var/lib/ivlab IVLAB_ACCEL=tcg
+# The generated XML names paths: pin them. The accelerator is the lab's
+# (auto shows tcg whatever the host), so no override may leak in.
+export IVLAB_STATE_DIR=/var/lib/ivlab
+unset IVLAB_ACCEL
 data="$top_srcdir/tests/data"
 
 for lab in "$top_srcdir"/domains/*.xml "$data"/*.lab.xml; do
@@ -33,7 +34,10 @@ for lab in "$top_srcdir"/domains/*.xml "$data"/*.lab.xml; do
 			not_ok "$case_name/$guest: differs from $(basename "$expected") (IVLAB_REGENERATE=1 to accept)"
 			diag "$(cat "$scratch/diff")"
 		fi
-		if "$VIRT_XML_VALIDATE" "$actual" domain >"$scratch/validate" 2>&1; then
+		# Only the validation needs the tool: the diff above runs regardless.
+		if [ -z "$VIRT_XML_VALIDATE" ]; then
+			skip_or_fail_point "$case_name/$guest: virt-xml-validate not found (Debian package libvirt-clients)"
+		elif "$VIRT_XML_VALIDATE" "$actual" domain >"$scratch/validate" 2>&1; then
 			ok "$case_name/$guest: virt-xml-validate accepts it"
 		else
 			not_ok "$case_name/$guest: virt-xml-validate rejects it"

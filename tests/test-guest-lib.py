@@ -33,9 +33,13 @@ class Tap:
                 print("# " + line, flush=True)
 
     def skip_or_fail(self, reason):
-        """A missing real component skips on a laptop and fails in CI."""
+        """A missing real component skips the rest on a laptop and fails in CI."""
         if os.environ.get("CI") == "true":
             self.ok(False, "required component missing in CI: " + reason)
+            self.done()
+        if self.count:
+            self.count += 1
+            print("ok %d # SKIP %s" % (self.count, reason), flush=True)
             self.done()
         print("1..0 # SKIP " + reason, flush=True)
         sys.exit(0)
@@ -198,27 +202,38 @@ def ivlab_state_dir():
 QEMU = {"x86_64": "qemu-system-x86_64", "aarch64": "qemu-system-aarch64"}
 
 
+def image_tools_missing(arch):
+    """The tools `ivlab image build --arch ARCH` needs that this host lacks,
+    as one string ("" when it has them all): tests/lib.sh keeps the list."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    env = dict(os.environ)
+    env.setdefault("top_srcdir", os.path.dirname(here))
+    env.setdefault("top_builddir", os.path.dirname(here))
+    probe = subprocess.run(["sh", "-c", '. "$top_srcdir/tests/lib.sh" && image_tools_missing "$1"',
+                            "sh", arch], capture_output=True, text=True, env=env)
+    return probe.stdout.strip()
+
+
 def find_images(tap, arch):
     """(kernel, initrd) for arch: IVLAB_TEST_KERNEL_<arch>/IVLAB_TEST_INITRD_<arch>
-    when set, else what `ivlab image build --arch ARCH` produces."""
+    when set, else what `ivlab image build --arch ARCH` produces. A missing
+    tool skips (fails in CI); a build that fails is a failure everywhere."""
     kernel = os.environ.get("IVLAB_TEST_KERNEL_" + arch)
     initrd = os.environ.get("IVLAB_TEST_INITRD_" + arch)
     if kernel and initrd:
         return kernel, initrd
     ivlab = os.environ.get("IVLAB", "ivlab")
-    try:
-        probe = subprocess.run([ivlab, "help", "image"], capture_output=True, text=True)
-    except OSError as e:
-        tap.skip_or_fail("cannot run %s: %s" % (ivlab, e))
-    if probe.returncode != 0:
-        tap.skip_or_fail("`ivlab image build` is not available to build %s images" % arch)
+    missing = image_tools_missing(arch)
+    if missing:
+        tap.skip_or_fail("ivlab image build --arch %s needs %s (run setup-host.sh)" % (arch, missing))
     build = subprocess.run([ivlab, "image", "build", "--arch", arch], capture_output=True, text=True)
     image_dir = os.path.join(ivlab_state_dir(), "images", arch)
     kernel = os.path.join(image_dir, "vmlinuz")
     initrd = os.path.join(image_dir, "initrd.img")
-    if build.returncode != 0 or not (os.path.exists(kernel) and os.path.exists(initrd)):
-        tap.diag(build.stderr[-4000:])
-        tap.skip_or_fail("cannot build the %s guest image (ivlab image build --arch %s)" % (arch, arch))
+    if not tap.ok(build.returncode == 0 and os.path.exists(kernel) and os.path.exists(initrd),
+                  "ivlab image build --arch %s makes %s and %s" % (arch, kernel, initrd),
+                  build.stderr[-4000:]):
+        tap.done()
     return kernel, initrd
 
 

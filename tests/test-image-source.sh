@@ -14,14 +14,22 @@ elif [ "$(id -u)" -eq 0 ]; then
 else
 	shared=${XDG_STATE_HOME:-$HOME/.local/state}/ivlab
 fi
-command -v dpkg-deb >/dev/null 2>&1 || skip_or_fail "dpkg-deb not found: Debian kernels need a Debian host"
+missing=$(image_tools_missing x86_64)
+[ -z "$missing" ] || skip_or_fail "ivlab image build needs $missing (run setup-host.sh)"
 if ! "$IVLAB" image build --arch x86_64 >"$scratch/shared.out" 2>&1; then
-	skip_or_fail "the x86_64 image does not build here: $(tail -n 1 "$scratch/shared.out")"
+	not_ok "the shared x86_64 image builds"
+	diag "$(cat "$scratch/shared.out")"
+	tap_done
+	exit 1
 fi
 deb_name=$(sed -n 's/^kernel-deb=//p' "$shared/images/x86_64/manifest")
 release=$(sed -n 's/^kernel-release=//p' "$shared/images/x86_64/manifest")
 deb="$shared/cache/debs/$deb_name"
-[ -f "$deb" ] || skip_or_fail "the shared cache has no $deb_name"
+if [ ! -f "$deb" ]; then
+	not_ok "the shared cache keeps the kernel package the manifest names ($deb_name)"
+	tap_done
+	exit 1
+fi
 deb_sha=$(sha256sum "$deb" | cut -d' ' -f1)
 
 export IVLAB_STATE_DIR="$scratch/state"

@@ -90,7 +90,7 @@ version, peer_id = struct.unpack('<qq', data)
 sys.exit(not (version == 0 and 0 <= peer_id <= 65535))" "$s" 2>"$scratch/runuser.err"
 	[ -s "$scratch/runuser.err" ] && diag "$(cat "$scratch/runuser.err")"
 else
-	ok "# SKIP not root or no libvirt-qemu user"
+	skip_or_fail_point "user libvirt-qemu can connect: not root, or no libvirt-qemu user (libvirt-daemon-system)"
 fi
 
 # The host peer by hand, at the far end of 2 GiB.

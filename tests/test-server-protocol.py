@@ -43,6 +43,15 @@ def ok(cond, desc, detail=None):
     return cond
 
 
+def reaches(client, predicate, timeout=5.0):
+    """Whether client's notifications make predicate(client) hold in time."""
+    try:
+        client.wait_for(predicate, timeout)
+        return True
+    except (TimeoutError, Closed):
+        return False
+
+
 class Server:
     def __init__(self, name, *args, limit_fds=None):
         self.socket = os.path.join(scratch, name + ".sock")
@@ -226,8 +235,8 @@ def test_garbage_and_early_close():
     except Closed:
         closed = True
     ok(closed, "a client sending data is disconnected")
-    watcher.wait_for(lambda s: bad.id not in s.peers and (bad.id, False) in s.log)
-    ok(True, "and the others are told it left")
+    ok(reaches(watcher, lambda s: bad.id not in s.peers and (bad.id, False) in s.log),
+       "and the others are told it left", watcher.log)
     bad.close()
     # Clients vanishing at every point of their setup.
     for i in range(30):
@@ -272,9 +281,8 @@ def test_never_reads():
            "never reads and is still connected with its backlog (slowest setup %.0f ms)"
            % (slowest * 1000), status)
         silent.close()
-        for r in readers:
-            r.wait_for(lambda s: (0, False) in s.log[3:])
-        ok(True, "its disconnect reaches the readers")
+        ok(all([reaches(r, lambda s: (0, False) in s.log[3:]) for r in readers]),
+           "its disconnect reaches the readers", [r.log[3:] for r in readers])
     finally:
         close_all(readers)
         silent.close()
@@ -386,9 +394,10 @@ def test_clean_shutdown():
        "both sockets removed")
     try:
         c.poll(2)
-        ok(False, "the client sees the server go")
+        gone = False
     except Closed:
-        ok(True, "the client sees the server go")
+        gone = True
+    ok(gone, "the client sees the server go")
     c.close()
 
 
@@ -399,6 +408,10 @@ def main():
     if len(sys.argv) > 1:
         tests = [t for t in tests if t.__name__ in sys.argv[1:]]
     if not os.access(IVLAB, os.X_OK):
+        # The binary under test is missing: skipped on a laptop, failed in CI.
+        if os.environ.get("CI") == "true":
+            print("not ok 1 - required component missing in CI: %s not built\n1..1" % IVLAB)
+            return 1
         print("1..0 # SKIP %s not built" % IVLAB)
         return 0
     resource.setrlimit(resource.RLIMIT_NOFILE, (resource.getrlimit(resource.RLIMIT_NOFILE)[1],) * 2)

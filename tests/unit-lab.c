@@ -2,6 +2,7 @@
  * choice. Touches nothing real. */
 #include "config.h"
 
+#include <errno.h>
 #include <string.h>
 
 #include "domxml.h"
@@ -150,30 +151,111 @@ static void test_missing_file(void)
 	g_assert_nonnull(strstr(error->message, "/nonexistent/lab.xml"));
 }
 
-static void test_accel_choice(void)
+/* Excerpts of /proc/cpuinfo as the kernel writes them. */
+static const char cpuinfo_intel[] =
+	"processor\t: 0\nvendor_id\t: GenuineIntel\nmodel name\t: Intel(R) Xeon(R) CPU\n"
+	"flags\t\t: fpu vme de pse tsc msr pae mce cx8 apic sep mtrr vmx smx est tm2 ssse3\n"
+	"vmx flags\t: vnmi preemption_timer invvpid ept_x_only\n\n";
+static const char cpuinfo_amd[] =
+	"processor\t: 0\nvendor_id\t: AuthenticAMD\n"
+	"flags\t\t: fpu vme de pse tsc msr pae mce cx8 apic sep svm extapic cr8_legacy\n\n";
+/* A guest under a paravirtual KVM: no vmx or svm flag, except in words
+ * that are not flags. */
+static const char cpuinfo_pvm[] =
+	"processor\t: 0\nvendor_id\t: GenuineIntel\nmodel name\t: vmx svm capable\n"
+	"flags\t\t: fpu vme de pse tsc msr pae hypervisor vmxe svm_lock\n"
+	"vmx flags\t: vnmi\n\nprocessor\t: 1\nflags\t\t: fpu vmx\n\n";
+static const char cpuinfo_arm[] =
+	"processor\t: 0\nBogoMIPS\t: 50.00\nFeatures\t: fp asimd evtstrm aes pmull sha1\n"
+	"CPU implementer\t: 0x41\n\n";
+
+static void test_accel_decide(void)
 {
-	g_autofree char *why_tcg = NULL, *why_kvm = NULL, *why_cross = NULL, *why_auto = NULL;
-	const char *other = strcmp(host_arch(), "aarch64") == 0 ? "x86_64" : "aarch64";
-	gboolean usable;
-	g_autofree char *usable_why = NULL;
+	static const struct {
+		enum lab_accel accel;
+		const char *guest_arch;
+		struct host_facts facts;
+		gboolean kvm;
+		const char *why;
+	} cases[] = {
+		/* The lab's explicit choice wins over whatever the host offers. */
+		{ LAB_ACCEL_TCG, "x86_64", { "x86_64", cpuinfo_intel, 0 }, FALSE,
+		  "tcg: the lab asks for emulation" },
+		{ LAB_ACCEL_KVM, "aarch64", { "x86_64", NULL, ENOENT }, TRUE,
+		  "kvm: the lab asks for KVM" },
+		/* auto: the host's own arch, /dev/kvm opens, the CPU has vmx or svm. */
+		{ LAB_ACCEL_AUTO, "x86_64", { "x86_64", cpuinfo_intel, 0 }, TRUE,
+		  "kvm: /dev/kvm is usable for x86_64 guests" },
+		{ LAB_ACCEL_AUTO, "x86_64", { "x86_64", cpuinfo_amd, 0 }, TRUE,
+		  "kvm: /dev/kvm is usable for x86_64 guests" },
+		{ LAB_ACCEL_AUTO, "x86_64", { "x86_64", cpuinfo_pvm, 0 }, FALSE,
+		  "tcg: /dev/kvm opens, but the CPU shows neither vmx nor svm "
+		  "(a paravirtual KVM runs no ordinary guest)" },
+		{ LAB_ACCEL_AUTO, "x86_64", { "x86_64", NULL, 0 }, FALSE,
+		  "tcg: /dev/kvm opens, but the CPU shows neither vmx nor svm "
+		  "(a paravirtual KVM runs no ordinary guest)" },
+		{ LAB_ACCEL_AUTO, "x86_64", { "x86_64", cpuinfo_intel, ENOENT }, FALSE,
+		  "tcg: /dev/kvm cannot be opened: No such file or directory" },
+		{ LAB_ACCEL_AUTO, "x86_64", { "x86_64", cpuinfo_intel, EACCES }, FALSE,
+		  "tcg: /dev/kvm cannot be opened: Permission denied" },
+		{ LAB_ACCEL_AUTO, "aarch64", { "x86_64", cpuinfo_intel, 0 }, FALSE,
+		  "tcg: the host is x86_64, so aarch64 guests need emulation" },
+		{ LAB_ACCEL_AUTO, "x86_64", { "aarch64", cpuinfo_arm, 0 }, FALSE,
+		  "tcg: the host is aarch64, so x86_64 guests need emulation" },
+		/* The CPU flags are an x86 test: an arm host's /dev/kvm is enough. */
+		{ LAB_ACCEL_AUTO, "aarch64", { "aarch64", cpuinfo_arm, 0 }, TRUE,
+		  "kvm: /dev/kvm is usable for aarch64 guests" },
+		{ LAB_ACCEL_AUTO, "aarch64", { "aarch64", cpuinfo_arm, ENOENT }, FALSE,
+		  "tcg: /dev/kvm cannot be opened: No such file or directory" },
+	};
 
-	g_unsetenv("IVLAB_ACCEL");
-	g_assert_false(host_pick_kvm(LAB_ACCEL_TCG, host_arch(), &why_tcg));
-	g_assert_true(g_str_has_prefix(why_tcg, "tcg: "));
-	g_assert_true(host_pick_kvm(LAB_ACCEL_KVM, host_arch(), &why_kvm));
-	g_assert_false(host_pick_kvm(LAB_ACCEL_AUTO, other, &why_cross));
-	g_assert_nonnull(strstr(why_cross, "guests need emulation"));
-	/* auto agrees with the probe, and the probe agrees with the CPU flags. */
-	usable = host_kvm_usable(host_arch(), &usable_why);
-	g_assert_cmpint(host_pick_kvm(LAB_ACCEL_AUTO, host_arch(), &why_auto), ==, usable);
-	if (strcmp(host_arch(), "x86_64") == 0) {
-		g_autofree char *cpuinfo = NULL;
+	for (gsize i = 0; i < G_N_ELEMENTS(cases); i++) {
+		g_autofree char *why = NULL;
+		gboolean kvm = host_accel_decide(cases[i].accel, cases[i].guest_arch, &cases[i].facts,
+						 &why);
 
-		g_assert_true(g_file_get_contents("/proc/cpuinfo", &cpuinfo, NULL, NULL));
-		if (!strstr(cpuinfo, " vmx") && !strstr(cpuinfo, " svm"))
-			g_assert_false(usable);
+		g_test_message("case %zu: %s guest, %s host: %s", i, cases[i].guest_arch,
+			       cases[i].facts.arch, why);
+		g_assert_cmpint(kvm, ==, cases[i].kvm);
+		g_assert_cmpstr(why, ==, cases[i].why);
 	}
-	g_test_message("auto on this host: %s", why_auto);
+}
+
+static void test_accel_parse(void)
+{
+	enum lab_accel accel = LAB_ACCEL_TCG;
+
+	g_assert_true(lab_accel_parse("auto", &accel));
+	g_assert_cmpint(accel, ==, LAB_ACCEL_AUTO);
+	g_assert_true(lab_accel_parse("kvm", &accel));
+	g_assert_cmpint(accel, ==, LAB_ACCEL_KVM);
+	g_assert_true(lab_accel_parse("tcg", &accel));
+	g_assert_cmpint(accel, ==, LAB_ACCEL_TCG);
+	g_assert_false(lab_accel_parse("KVM", &accel));
+	g_assert_false(lab_accel_parse("", &accel));
+	g_assert_cmpint(accel, ==, LAB_ACCEL_TCG);
+	for (enum lab_accel each = LAB_ACCEL_AUTO; each <= LAB_ACCEL_TCG; each++) {
+		g_assert_true(lab_accel_parse(lab_accel_name(each), &accel));
+		g_assert_cmpint(accel, ==, each);
+	}
+}
+
+static void test_accel_override(void)
+{
+	g_unsetenv("IVLAB_ACCEL");
+	g_assert_cmpint(host_accel_override(LAB_ACCEL_AUTO), ==, LAB_ACCEL_AUTO);
+	g_assert_cmpint(host_accel_override(LAB_ACCEL_KVM), ==, LAB_ACCEL_KVM);
+	g_setenv("IVLAB_ACCEL", "tcg", TRUE);
+	g_assert_cmpint(host_accel_override(LAB_ACCEL_KVM), ==, LAB_ACCEL_TCG);
+	g_assert_cmpint(host_accel_override(LAB_ACCEL_AUTO), ==, LAB_ACCEL_TCG);
+	g_setenv("IVLAB_ACCEL", "kvm", TRUE);
+	g_assert_cmpint(host_accel_override(LAB_ACCEL_TCG), ==, LAB_ACCEL_KVM);
+	/* Empty or unknown: the lab's choice stands. */
+	g_setenv("IVLAB_ACCEL", "", TRUE);
+	g_assert_cmpint(host_accel_override(LAB_ACCEL_TCG), ==, LAB_ACCEL_TCG);
+	g_setenv("IVLAB_ACCEL", "hvf", TRUE);
+	g_assert_cmpint(host_accel_override(LAB_ACCEL_AUTO), ==, LAB_ACCEL_AUTO);
+	g_unsetenv("IVLAB_ACCEL");
 }
 
 int main(int argc, char **argv)
@@ -186,6 +268,8 @@ int main(int argc, char **argv)
 	g_test_add_func("/lab/derived-names", test_names_derived);
 	g_test_add_func("/lab/examples", test_all_examples_load);
 	g_test_add_func("/lab/missing-file", test_missing_file);
-	g_test_add_func("/host/accel", test_accel_choice);
+	g_test_add_func("/host/accel-decide", test_accel_decide);
+	g_test_add_func("/host/accel-override", test_accel_override);
+	g_test_add_func("/lab/accel-parse", test_accel_parse);
 	return g_test_run();
 }
