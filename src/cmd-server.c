@@ -174,8 +174,10 @@ static gboolean serve(const struct server_options *opts, GError **error)
 	} else if (opts->daemonize) {
 		sink.target = LOG_TO_SYSLOG;
 	}
-	if (!log_open(&sink, error))
+	if (!log_open(&sink, error)) {
+		g_free(sink.path);
 		return FALSE;
+	}
 
 	if (opts->daemonize) {
 		int pipe_fds[2];
@@ -198,6 +200,10 @@ static gboolean serve(const struct server_options *opts, GError **error)
 		close(pipe_fds[0]);
 		setsid();
 		child = fork();
+		/* This middle process only gives up its session leadership so the
+		 * daemon can never get a terminal: it ends here, and _exit() keeps
+		 * it from running anything of the command's (stdio flushes, the
+		 * caller's clean-up) a second time. */
 		if (child < 0) {
 			report_ready(pipe_fds[1], "fork: cannot start the daemon");
 			_exit(1);
@@ -226,9 +232,15 @@ static gboolean serve(const struct server_options *opts, GError **error)
 	if (local) {
 		server_stop(server);
 		if (ready_fd >= 0) {
+			/* The parent prints the message; main()'s copy goes nowhere. */
 			report_ready(ready_fd, local->message);
-			_exit(1);
+			detach_stdio();
 		}
+		if (signal_fd >= 0)
+			close(signal_fd);
+		if (sink.file)
+			fclose(sink.file);
+		g_free(sink.path);
 		g_propagate_error(error, g_steal_pointer(&local));
 		return FALSE;
 	}
@@ -287,14 +299,12 @@ static gboolean serve(const struct server_options *opts, GError **error)
 	if (opts->pidfile)
 		unlink(opts->pidfile);
 	close(signal_fd);
+	/* A daemon's stderr is /dev/null: its last error goes to the log. */
+	if (!ok && opts->daemonize)
+		log_message(LOG_ERR, (*error)->message, &sink);
 	if (sink.file)
 		fclose(sink.file);
 	g_free(sink.path);
-	if (ready_fd >= 0 || opts->daemonize) {
-		if (!ok)
-			log_message(LOG_ERR, (*error)->message, &sink);
-		_exit(ok ? 0 : 1);
-	}
 	return ok;
 }
 
