@@ -20,6 +20,7 @@
 
 #include "ivlab.h"
 #include "server.h"
+#include "serverctl.h"
 
 enum log_target {
 	LOG_TO_STDERR,
@@ -159,6 +160,39 @@ static void detach_stdio(void)
 		close(null);
 }
 
+/* The engine names its settings in words (server.h); here they are options. */
+static const struct {
+	const char *setting;
+	const char *option;
+} setting_options[] = {
+	{ SERVER_SETTING_SOCKET, "--socket" },
+	{ SERVER_SETTING_SIZE, "--size" },
+	{ SERVER_SETTING_VECTORS, "--vectors" },
+	{ SERVER_SETTING_SHM_NAME, "--shm-name" },
+	{ SERVER_SETTING_SHM_DIR, "--shm-dir" },
+	{ SERVER_SETTING_MAX_PEERS, "--max-peers" },
+	{ SERVER_SETTING_SOCKET_MODE, "--socket-mode" },
+	{ SERVER_SETTING_SOCKET_GROUP, "--socket-group" },
+	{ SERVER_SETTING_STALL, "--stall-timeout" },
+};
+
+/* "size: 3MiB is not ..." -> "--size: 3MiB is not ...". */
+static void name_option(GError *error)
+{
+	for (gsize i = 0; i < G_N_ELEMENTS(setting_options); i++) {
+		gsize len = strlen(setting_options[i].setting);
+
+		if (strncmp(error->message, setting_options[i].setting, len) == 0 &&
+		    error->message[len] == ':') {
+			char *text = g_strconcat(setting_options[i].option, error->message + len, NULL);
+
+			g_free(error->message);
+			error->message = text;
+			return;
+		}
+	}
+}
+
 static gboolean serve(const struct server_options *opts, GError **error)
 {
 	struct log_sink sink = { .target = LOG_TO_STDERR };
@@ -231,6 +265,7 @@ static gboolean serve(const struct server_options *opts, GError **error)
 		write_pidfile(opts->pidfile, &local);
 	if (local) {
 		server_stop(server);
+		name_option(local);
 		if (ready_fd >= 0) {
 			/* The parent prints the message; main()'s copy goes nowhere. */
 			report_ready(ready_fd, local->message);
@@ -310,10 +345,10 @@ static gboolean serve(const struct server_options *opts, GError **error)
 
 static gboolean print_status(const char *socket_path, gboolean json, GError **error)
 {
-	struct server_info info;
+	struct serverctl_info info;
 	g_autoptr(GString) out = g_string_new(NULL);
 
-	if (!server_query(socket_path, &info, error))
+	if (!serverctl_query(socket_path, &info, error))
 		return FALSE;
 	if (json) {
 		g_string_append(out, "{\"socket\": ");
@@ -348,7 +383,7 @@ static gboolean print_status(const char *socket_path, gboolean json, GError **er
 					       info.backlogged == 1 ? "" : "s");
 	}
 	fputs(out->str, stdout);
-	server_info_clear(&info);
+	serverctl_info_clear(&info);
 	return TRUE;
 }
 
@@ -429,7 +464,7 @@ static gboolean cmd_server(struct ivlab_ctx *ctx, int argc, char **argv, GError 
 	if (status)
 		return print_status(socket_path, json, error);
 	if (stop)
-		return server_stop_daemon(socket_path, 10000, error);
+		return serverctl_stop(socket_path, 10000, error);
 	if (daemonize && foreground)
 		return cmd_usage_error(error, cmd, "--daemon and --foreground exclude each other");
 	if (shm_name && shm_dir)
@@ -477,8 +512,10 @@ static gboolean cmd_server(struct ivlab_ctx *ctx, int argc, char **argv, GError 
 		opts.shm_dir = abs_dir;
 	}
 	g_autoptr(GError) bad = NULL;
-	if (!server_options_check(&opts, &bad))
+	if (!server_options_check(&opts, &bad)) {
+		name_option(bad);
 		return cmd_usage_error(error, cmd, "%s", bad->message);
+	}
 	return serve(&opts, error);
 }
 

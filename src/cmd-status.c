@@ -9,7 +9,7 @@
 #include "ivlab.h"
 #include "lab.h"
 #include "labrun.h"
-#include "server.h"
+#include "serverctl.h"
 #include "virt.h"
 
 extern const struct ivlab_cmd cmd_status_entry;
@@ -198,14 +198,14 @@ static gboolean cmd_status_exec(struct ivlab_ctx *ctx, int argc, char **argv, GE
 	for (guint r = 0; r < lab->regions->len; r++) {
 		const struct lab_region *region = g_ptr_array_index(lab->regions, r);
 		g_autofree char *socket_path = NULL;
-		struct server_info info = { 0 };
+		struct serverctl_info info = { 0 };
 		gboolean alive;
 		g_autoptr(GString) peers = g_string_new(NULL);
 
 		if (region->mode != LAB_REGION_DOORBELL)
 			continue;
 		socket_path = lab_region_socket_path(lab, region);
-		alive = server_query(socket_path, &info, NULL);
+		alive = serverctl_query(socket_path, &info, NULL);
 		for (guint p = 0; alive && info.peer_ids && p < info.peer_ids->len; p++)
 			g_string_append_printf(peers, "%s%u", p ? "," : "", g_array_index(info.peer_ids, guint, p));
 		g_string_append_printf(json, "%s{", servers++ ? "," : "");
@@ -223,7 +223,7 @@ static gboolean cmd_status_exec(struct ivlab_ctx *ctx, int argc, char **argv, GE
 			else
 				printf("%-10s %-8s %-6s %s\n", region->name, "-", "-", "(not running)");
 		}
-		server_info_clear(&info);
+		serverctl_info_clear(&info);
 	}
 	g_string_append(json, "],\"regions\":[");
 	if (!as_json)

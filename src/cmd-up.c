@@ -10,6 +10,7 @@
 #include "labup.h"
 #include "preflight.h"
 #include "server.h"
+#include "serverctl.h"
 #include "virt.h"
 
 extern const struct ivlab_cmd cmd_up_entry;
@@ -99,10 +100,10 @@ static char *self_binary(void)
 
 static gboolean server_alive(const char *socket_path)
 {
-	struct server_info info = { 0 };
-	gboolean alive = server_query(socket_path, &info, NULL);
+	struct serverctl_info info = { 0 };
+	gboolean alive = serverctl_query(socket_path, &info, NULL);
 
-	server_info_clear(&info);
+	serverctl_info_clear(&info);
 	return alive;
 }
 
@@ -148,7 +149,7 @@ static gboolean start_servers(const struct lab *lab, struct labrun *run,
 			opts.socket_mode = 0660;
 			opts.socket_group = group;
 		}
-		if (!server_spawn_daemon(binary, &opts, error)) {
+		if (!serverctl_spawn_binary(binary, &opts, error)) {
 			g_prefix_error(error, "region %s: server: ", region->name);
 			return FALSE;
 		}
