@@ -91,26 +91,9 @@ static char *lab_differences(const struct lab *lab, struct labrun *run, GPtrArra
 	return g_strjoinv("; ", (char **)diffs->pdata);
 }
 
-static char *self_binary(void)
-{
-	g_autofree char *path = g_file_read_link("/proc/self/exe", NULL);
-
-	return path ? g_steal_pointer(&path) : g_strdup("ivlab");
-}
-
-static gboolean server_alive(const char *socket_path)
-{
-	struct serverctl_info info = { 0 };
-	gboolean alive = serverctl_query(socket_path, &info, NULL);
-
-	serverctl_info_clear(&info);
-	return alive;
-}
-
 static gboolean start_servers(const struct lab *lab, struct labrun *run,
 			      virConnectPtr conn, GError **error)
 {
-	g_autofree char *binary = self_binary();
 	uid_t uid;
 	gid_t gid;
 	g_autofree char *group = NULL;
@@ -124,7 +107,7 @@ static gboolean start_servers(const struct lab *lab, struct labrun *run,
 		if (region->mode != LAB_REGION_DOORBELL)
 			continue;
 		socket_path = lab_region_socket_path(lab, region);
-		if (server_alive(socket_path)) {
+		if (serverctl_running(socket_path)) {
 			ivlab_debug("server %s: already running", socket_path);
 			continue;
 		}
@@ -149,7 +132,7 @@ static gboolean start_servers(const struct lab *lab, struct labrun *run,
 			opts.socket_mode = 0660;
 			opts.socket_group = group;
 		}
-		if (!serverctl_spawn_binary(binary, &opts, error)) {
+		if (!serverctl_spawn(&opts, error)) {
 			g_prefix_error(error, "region %s: server: ", region->name);
 			return FALSE;
 		}
@@ -252,7 +235,7 @@ static gboolean cmd_up_exec(struct ivlab_ctx *ctx, int argc, char **argv, GError
 			if (region->mode != LAB_REGION_DOORBELL)
 				continue;
 			socket_path = lab_region_socket_path(lab, region);
-			if (!server_alive(socket_path)) {
+			if (!serverctl_running(socket_path)) {
 				if (all_running) {
 					g_set_error(error, IVLAB_ERROR, IVLAB_ERROR_FAILED,
 						    "lab '%s': its guests run but the server of region %s "
