@@ -1,6 +1,6 @@
 /* unit-server.c: the server engine run in-process (in a thread) with the host
  * peer module as its client: options, sockets, wiring, memory, ids,
- * disconnects, the control socket, and spawning the real daemon. */
+ * disconnects and the control socket (unit-serverctl.c: its daemon). */
 #include "config.h"
 
 #include <errno.h>
@@ -166,25 +166,6 @@ static void test_sockets(void)
 	server_stop(server);
 	g_assert_false(g_file_test(path, G_FILE_TEST_EXISTS));
 	g_assert_false(g_file_test(ctl, G_FILE_TEST_EXISTS));
-
-	/* Stopping a crashed server clears its stale sockets ... */
-	for (int i = 0; i < 2; i++) {
-		fd = socket(AF_UNIX, SOCK_STREAM, 0);
-		g_strlcpy(addr.sun_path, i ? ctl : path, sizeof(addr.sun_path));
-		g_assert_cmpint(bind(fd, (struct sockaddr *)&addr, sizeof(addr)), ==, 0);
-		close(fd);
-	}
-	g_assert_true(serverctl_stop(path, 1000, &error));
-	g_assert_no_error(error);
-	g_assert_false(g_file_test(path, G_FILE_TEST_EXISTS));
-	g_assert_false(g_file_test(ctl, G_FILE_TEST_EXISTS));
-	/* ... but leaves a file that is no socket alone. */
-	g_assert_true(g_file_set_contents(path, "x", 1, NULL));
-	g_assert_false(serverctl_stop(path, 1000, &error));
-	g_assert_nonnull(strstr(error->message, "no ivlab server is running there"));
-	g_clear_error(&error);
-	g_assert_true(g_file_test(path, G_FILE_TEST_EXISTS));
-	g_unlink(path);
 	g_rmdir(dir);
 }
 
@@ -439,54 +420,6 @@ static void test_shm_kinds(void)
 	g_rmdir(dir);
 }
 
-static void test_spawn_daemon(void)
-{
-	const char *ivlab = g_getenv("IVLAB");
-	g_autofree char *dir = g_dir_make_tmp("ivlab-unit-spawn.XXXXXX", NULL);
-	g_autofree char *path = g_build_filename(dir, "d.sock", NULL);
-	g_autofree char *pidfile = g_build_filename(dir, "d.pid", NULL);
-	g_autofree char *log = g_build_filename(dir, "d.log", NULL);
-	g_autofree char *pid_text = NULL;
-	struct server_options opts;
-	struct serverctl_info info;
-	g_autoptr(GError) error = NULL;
-
-	if (!ivlab || !g_file_test(ivlab, G_FILE_TEST_IS_EXECUTABLE)) {
-		g_test_skip("IVLAB (the built ivlab binary) not set");
-		return;
-	}
-	server_options_init(&opts);
-	opts.socket_path = path;
-	opts.vectors = 8;
-	opts.size = 16 << 20;
-	opts.pidfile = pidfile;
-	opts.log_file = log;
-	opts.socket_mode = 0660;
-	g_assert_true(serverctl_spawn_binary(ivlab, &opts, &error));
-	g_assert_no_error(error);
-	/* Listening as soon as spawn returns: no waiting. */
-	g_assert_true(serverctl_query(path, &info, &error));
-	g_assert_cmpuint(info.vectors, ==, 8);
-	g_assert_cmpuint(info.size, ==, 16 << 20);
-	g_assert_true(g_file_get_contents(pidfile, &pid_text, NULL, NULL));
-	g_assert_cmpint(atoi(pid_text), ==, info.pid);
-	g_assert_cmpint(info.pid, !=, getpid());
-	serverctl_info_clear(&info);
-
-	g_assert_false(serverctl_spawn_binary(ivlab, &opts, &error));
-	g_assert_nonnull(strstr(error->message, "a server is already listening there"));
-	g_clear_error(&error);
-
-	g_assert_true(serverctl_stop(path, 10000, &error));
-	g_assert_no_error(error);
-	g_assert_false(g_file_test(path, G_FILE_TEST_EXISTS));
-	g_assert_false(g_file_test(pidfile, G_FILE_TEST_EXISTS));
-	/* Stopping what is not running is fine (down after a crash). */
-	g_assert_true(serverctl_stop(path, 1000, &error));
-	g_unlink(log);
-	g_rmdir(dir);
-}
-
 /* A fake server (no control socket) that sends a scripted stream. */
 struct fake {
 	int listen_fd;
@@ -629,7 +562,6 @@ int main(int argc, char **argv)
 	g_test_add_func("/server/max-peers", test_max_peers);
 	g_test_add_func("/server/ids-wrap", test_ids_wrap);
 	g_test_add_func("/server/shm-kinds", test_shm_kinds);
-	g_test_add_func("/server/spawn-daemon", test_spawn_daemon);
 	g_test_add_func("/peer/bad-servers", test_peer_bad_servers);
 	return g_test_run();
 }
