@@ -34,7 +34,7 @@ struct server_options {
 	int socket_mode;          /* chmod of both sockets; -1 leaves the umask's */
 	const char *socket_group; /* chgrp of both sockets, NULL: unchanged */
 	int stall_ms;             /* 0: SERVER_DEFAULT_STALL_MS */
-	/* The daemon wrapper only (ignored by the engine): */
+	/* For the daemon (cmd-server.c, serverctl_spawn); the engine ignores them: */
 	gboolean daemonize;
 	const char *pidfile;
 	const char *log_file;     /* NULL: stderr in the foreground, syslog daemonized */
