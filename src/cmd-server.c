@@ -20,6 +20,7 @@
 
 #include "ivlab.h"
 #include "server.h"
+#include "serverctl.h"
 
 enum log_target {
 	LOG_TO_STDERR,
@@ -159,55 +160,90 @@ static void detach_stdio(void)
 		close(null);
 }
 
-static gboolean serve(const struct server_options *opts, GError **error)
+/* The engine names its settings in words (server.h); here they are options. */
+static const struct {
+	const char *setting;
+	const char *option;
+} setting_options[] = {
+	{ SERVER_SETTING_SOCKET, "--socket" },
+	{ SERVER_SETTING_SIZE, "--size" },
+	{ SERVER_SETTING_VECTORS, "--vectors" },
+	{ SERVER_SETTING_SHM_NAME, "--shm-name" },
+	{ SERVER_SETTING_SHM_DIR, "--shm-dir" },
+	{ SERVER_SETTING_MAX_PEERS, "--max-peers" },
+	{ SERVER_SETTING_SOCKET_MODE, "--socket-mode" },
+	{ SERVER_SETTING_SOCKET_GROUP, "--socket-group" },
+	{ SERVER_SETTING_STALL, "--stall-timeout" },
+};
+
+/* "size: 3MiB is not ..." -> "--size: 3MiB is not ...". */
+static void name_option(GError *error)
 {
-	struct log_sink sink = { .target = LOG_TO_STDERR };
-	int ready_fd = -1, signal_fd;
-	sigset_t signals;
-	struct server *server;
+	for (gsize i = 0; i < G_N_ELEMENTS(setting_options); i++) {
+		gsize len = strlen(setting_options[i].setting);
+
+		if (strncmp(error->message, setting_options[i].setting, len) == 0 &&
+		    error->message[len] == ':') {
+			char *text = g_strconcat(setting_options[i].option, error->message + len, NULL);
+
+			g_free(error->message);
+			error->message = text;
+			return;
+		}
+	}
+}
+
+static void log_close(struct log_sink *sink)
+{
+	if (sink->file)
+		fclose(sink->file);
+	g_free(sink->path);
+	memset(sink, 0, sizeof(*sink));
+}
+
+/* --daemon: fork twice, so the daemon is no session leader and can never
+ * get a terminal. In the calling process, returns once the daemon listens
+ * (TRUE, *ready_fd -1) or failed (FALSE, its message). In the daemon,
+ * returns TRUE with *ready_fd the pipe for report_ready(). */
+static gboolean daemonize(int *ready_fd, GError **error)
+{
+	int pipe_fds[2];
+	pid_t child;
+
+	*ready_fd = -1;
+	if (pipe2(pipe_fds, O_CLOEXEC) < 0)
+		return ivlab_fail(error, "pipe: %s", g_strerror(errno));
+	fflush(NULL);
+	child = fork();
+	if (child < 0)
+		return ivlab_fail(error, "fork: %s", g_strerror(errno));
+	if (child > 0) {
+		close(pipe_fds[1]);
+		return wait_ready(pipe_fds[0], child, error);
+	}
+	close(pipe_fds[0]);
+	setsid();
+	child = fork();
+	/* The middle process ends here: _exit() keeps it from running any
+	 * more of the command (stdio flushes, the caller's clean-up). */
+	if (child < 0) {
+		report_ready(pipe_fds[1], "fork: cannot start the daemon");
+		_exit(1);
+	}
+	if (child > 0)
+		_exit(0);
+	*ready_fd = pipe_fds[1];
+	return TRUE;
+}
+
+/* Signals as events, the engine started, the pidfile written. Messages
+ * name options, as the engine's settings are options here. */
+static struct server *serve_start(const struct server_options *opts, int *signal_fd,
+				  GError **error)
+{
 	g_autoptr(GError) local = NULL;
-	gboolean ok = TRUE;
-
-	if (opts->log_file) {
-		sink.target = LOG_TO_FILE;
-		sink.path = g_strdup(opts->log_file);
-	} else if (opts->daemonize) {
-		sink.target = LOG_TO_SYSLOG;
-	}
-	if (!log_open(&sink, error))
-		return FALSE;
-
-	if (opts->daemonize) {
-		int pipe_fds[2];
-		pid_t child;
-
-		if (pipe2(pipe_fds, O_CLOEXEC) < 0) {
-			g_set_error(error, IVLAB_ERROR, IVLAB_ERROR_FAILED, "pipe: %s", g_strerror(errno));
-			return FALSE;
-		}
-		fflush(NULL);
-		child = fork();
-		if (child < 0) {
-			g_set_error(error, IVLAB_ERROR, IVLAB_ERROR_FAILED, "fork: %s", g_strerror(errno));
-			return FALSE;
-		}
-		if (child > 0) {
-			close(pipe_fds[1]);
-			return wait_ready(pipe_fds[0], child, error);
-		}
-		close(pipe_fds[0]);
-		setsid();
-		child = fork();
-		if (child < 0) {
-			report_ready(pipe_fds[1], "fork: cannot start the daemon");
-			_exit(1);
-		}
-		if (child > 0)
-			_exit(0);
-		ready_fd = pipe_fds[1];
-		if (sink.target == LOG_TO_SYSLOG)
-			openlog("ivlab-server", LOG_PID, LOG_DAEMON);
-	}
+	struct server *server;
+	sigset_t signals;
 
 	raise_fd_limit();
 	signal(SIGPIPE, SIG_IGN);
@@ -216,40 +252,43 @@ static gboolean serve(const struct server_options *opts, GError **error)
 	sigaddset(&signals, SIGINT);
 	sigaddset(&signals, SIGHUP);
 	sigprocmask(SIG_BLOCK, &signals, NULL);
-	signal_fd = signalfd(-1, &signals, SFD_CLOEXEC | SFD_NONBLOCK);
+	*signal_fd = signalfd(-1, &signals, SFD_CLOEXEC | SFD_NONBLOCK);
 
 	server = server_start(opts, &local);
-	if (server && signal_fd < 0)
+	if (server && *signal_fd < 0)
 		g_set_error(&local, IVLAB_ERROR, IVLAB_ERROR_FAILED, "signalfd: %s", g_strerror(errno));
 	if (server && !local && opts->pidfile)
 		write_pidfile(opts->pidfile, &local);
-	if (local) {
-		server_stop(server);
-		if (ready_fd >= 0) {
-			report_ready(ready_fd, local->message);
-			_exit(1);
-		}
-		g_propagate_error(error, g_steal_pointer(&local));
-		return FALSE;
-	}
-	server_set_log_func(server, log_message, &sink);
-	{
-		g_autofree char *size = ivlab_format_size(opts->size);
-		g_autofree char *text = g_strdup_printf("serving %s: %s of %s, %u vectors, pid %ld",
-							 opts->socket_path, size, opts->shm_kind ==
-							 SERVER_SHM_MEMFD ? "memfd" : opts->shm_kind ==
-							 SERVER_SHM_POSIX ? "POSIX shm" : "file",
-							 opts->vectors, (long)getpid());
+	if (!local)
+		return server;
+	server_stop(server);
+	if (*signal_fd >= 0)
+		close(*signal_fd);
+	*signal_fd = -1;
+	name_option(local);
+	g_propagate_error(error, g_steal_pointer(&local));
+	return NULL;
+}
 
-		log_message(LOG_INFO, text, &sink);
-	}
-	if (ready_fd >= 0) {
-		if (chdir("/") < 0)
-			log_message(LOG_WARNING, "chdir /: failed", &sink);
-		detach_stdio();
-		report_ready(ready_fd, NULL);
-	}
+static void log_serving(const struct server_options *opts, struct log_sink *sink)
+{
+	static const char *const kinds[] = {
+		[SERVER_SHM_MEMFD] = "memfd",
+		[SERVER_SHM_POSIX] = "POSIX shm",
+		[SERVER_SHM_FILE] = "file",
+	};
+	g_autofree char *size = ivlab_format_size(opts->size);
+	g_autofree char *text = g_strdup_printf("serving %s: %s of %s, %u vectors, pid %ld",
+						 opts->socket_path, size, kinds[opts->shm_kind],
+						 opts->vectors, (long)getpid());
 
+	log_message(LOG_INFO, text, sink);
+}
+
+/* Until SIGTERM or SIGINT (TRUE) or an error of the engine (FALSE). */
+static gboolean serve_loop(struct server *server, int signal_fd, struct log_sink *sink,
+			   GError **error)
+{
 	for (;;) {
 		struct pollfd fds[2] = {
 			{ .fd = server_fd(server), .events = POLLIN },
@@ -260,79 +299,123 @@ static gboolean serve(const struct server_options *opts, GError **error)
 		if (poll(fds, 2, -1) < 0) {
 			if (errno == EINTR)
 				continue;
-			g_set_error(error, IVLAB_ERROR, IVLAB_ERROR_FAILED, "poll: %s", g_strerror(errno));
-			ok = FALSE;
-			break;
+			return ivlab_fail(error, "poll: %s", g_strerror(errno));
 		}
 		if (fds[1].revents && read(signal_fd, &info, sizeof(info)) == sizeof(info)) {
 			if (info.ssi_signo == SIGHUP) {
 				g_autoptr(GError) reopen = NULL;
 
-				if (!log_open(&sink, &reopen))
-					log_message(LOG_WARNING, reopen->message, &sink);
+				if (!log_open(sink, &reopen))
+					log_message(LOG_WARNING, reopen->message, sink);
 				continue;
 			}
 			g_autofree char *text = g_strdup_printf("SIG%s: shutting down (%u peers connected)",
 								 sigabbrev_np(info.ssi_signo),
 								 server_peer_count(server));
-			log_message(LOG_INFO, text, &sink);
-			break;
+			log_message(LOG_INFO, text, sink);
+			return TRUE;
 		}
-		if (fds[0].revents && !server_handle_events(server, 0, error)) {
-			ok = FALSE;
-			break;
-		}
+		if (fds[0].revents && !server_handle_events(server, 0, error))
+			return FALSE;
 	}
+}
+
+static gboolean serve(const struct server_options *opts, GError **error)
+{
+	struct log_sink sink = { .target = LOG_TO_STDERR };
+	int ready_fd = -1, signal_fd = -1;
+	struct server *server;
+	gboolean ok;
+
+	if (opts->log_file) {
+		sink.target = LOG_TO_FILE;
+		sink.path = g_strdup(opts->log_file);
+	} else if (opts->daemonize) {
+		sink.target = LOG_TO_SYSLOG;
+	}
+	if (!log_open(&sink, error)) {
+		log_close(&sink);
+		return FALSE;
+	}
+	if (opts->daemonize) {
+		ok = daemonize(&ready_fd, error);
+		if (!ok || ready_fd < 0) {
+			log_close(&sink);
+			return ok;
+		}
+		if (sink.target == LOG_TO_SYSLOG)
+			openlog("ivlab-server", LOG_PID, LOG_DAEMON);
+	}
+	server = serve_start(opts, &signal_fd, error);
+	if (!server) {
+		if (ready_fd >= 0) {
+			/* The parent prints the message; main()'s copy goes nowhere. */
+			report_ready(ready_fd, (*error)->message);
+			detach_stdio();
+		}
+		log_close(&sink);
+		return FALSE;
+	}
+	server_set_log_func(server, log_message, &sink);
+	log_serving(opts, &sink);
+	if (ready_fd >= 0) {
+		if (chdir("/") < 0)
+			log_message(LOG_WARNING, "chdir /: failed", &sink);
+		detach_stdio();
+		report_ready(ready_fd, NULL);
+	}
+	ok = serve_loop(server, signal_fd, &sink, error);
 	server_stop(server);
 	if (opts->pidfile)
 		unlink(opts->pidfile);
 	close(signal_fd);
-	if (sink.file)
-		fclose(sink.file);
-	g_free(sink.path);
-	if (ready_fd >= 0 || opts->daemonize) {
-		if (!ok)
-			log_message(LOG_ERR, (*error)->message, &sink);
-		_exit(ok ? 0 : 1);
-	}
+	/* A daemon's stderr is /dev/null: its last error goes to the log. */
+	if (!ok && opts->daemonize)
+		log_message(LOG_ERR, (*error)->message, &sink);
+	log_close(&sink);
 	return ok;
+}
+
+/* The JSON of `server --status --json` (see ivlab(1)). */
+static JsonNode *status_json(const struct serverctl_info *info)
+{
+	g_autoptr(JsonBuilder) builder = json_builder_new();
+
+	json_builder_begin_object(builder);
+	json_builder_set_member_name(builder, "socket");
+	json_builder_add_string_value(builder, info->socket_path);
+	json_builder_set_member_name(builder, "pid");
+	json_builder_add_int_value(builder, info->pid);
+	json_builder_set_member_name(builder, "size");
+	json_builder_add_int_value(builder, (gint64)info->size);
+	json_builder_set_member_name(builder, "vectors");
+	json_builder_add_int_value(builder, info->vectors);
+	json_builder_set_member_name(builder, "shm");
+	json_builder_add_string_value(builder, info->shm);
+	json_builder_set_member_name(builder, "max_peers");
+	json_builder_add_int_value(builder, info->max_peers);
+	json_builder_set_member_name(builder, "backlogged");
+	json_builder_add_int_value(builder, info->backlogged);
+	json_builder_set_member_name(builder, "peers");
+	json_builder_begin_array(builder);
+	for (guint i = 0; i < info->peer_ids->len; i++)
+		json_builder_add_int_value(builder, g_array_index(info->peer_ids, guint, i));
+	json_builder_end_array(builder);
+	json_builder_end_object(builder);
+	return json_builder_get_root(builder);
 }
 
 static gboolean print_status(const char *socket_path, gboolean json, GError **error)
 {
-	struct server_info info;
+	struct serverctl_info info;
 	g_autoptr(GString) out = g_string_new(NULL);
 
-	if (!server_query(socket_path, &info, error))
+	if (!serverctl_query(socket_path, &info, error))
 		return FALSE;
 	if (json) {
-		g_autoptr(JsonBuilder) builder = json_builder_new();
-		g_autoptr(JsonNode) root = NULL;
-		g_autofree char *text = NULL;
+		g_autoptr(JsonNode) root = status_json(&info);
+		g_autofree char *text = json_to_string(root, FALSE);
 
-		json_builder_begin_object(builder);
-		json_builder_set_member_name(builder, "socket");
-		json_builder_add_string_value(builder, info.socket_path);
-		json_builder_set_member_name(builder, "pid");
-		json_builder_add_int_value(builder, info.pid);
-		json_builder_set_member_name(builder, "size");
-		json_builder_add_int_value(builder, (gint64)info.size);
-		json_builder_set_member_name(builder, "vectors");
-		json_builder_add_int_value(builder, info.vectors);
-		json_builder_set_member_name(builder, "shm");
-		json_builder_add_string_value(builder, info.shm);
-		json_builder_set_member_name(builder, "max_peers");
-		json_builder_add_int_value(builder, info.max_peers);
-		json_builder_set_member_name(builder, "backlogged");
-		json_builder_add_int_value(builder, info.backlogged);
-		json_builder_set_member_name(builder, "peers");
-		json_builder_begin_array(builder);
-		for (guint i = 0; i < info.peer_ids->len; i++)
-			json_builder_add_int_value(builder, g_array_index(info.peer_ids, guint, i));
-		json_builder_end_array(builder);
-		json_builder_end_object(builder);
-		root = json_builder_get_root(builder);
-		text = json_to_string(root, FALSE);
 		g_string_append_printf(out, "%s\n", text);
 	} else {
 		g_autofree char *size = ivlab_format_size(info.size);
@@ -354,7 +437,7 @@ static gboolean print_status(const char *socket_path, gboolean json, GError **er
 					       info.backlogged == 1 ? "" : "s");
 	}
 	fputs(out->str, stdout);
-	server_info_clear(&info);
+	serverctl_info_clear(&info);
 	return TRUE;
 }
 
@@ -375,114 +458,144 @@ static char *absolute(const char *path)
 	return path ? g_canonicalize_filename(path, NULL) : NULL;
 }
 
-static gboolean cmd_server(const struct ivlab_cmd *cmd, struct ivlab_ctx *ctx, int argc,
-			   char **argv, GError **error)
+/* The command line as given: option texts, and what was made of them. */
+struct server_args {
+	char *socket_path, *size_text, *vectors_text, *shm_name, *shm_dir, *max_peers_text;
+	char *mode_text, *group, *pidfile, *log_file, *stall_text;
+	gboolean daemonize, foreground, status, json, stop;
+	/* Paths made absolute (the daemon runs in /). */
+	char *abs_socket, *abs_pidfile, *abs_log, *abs_dir;
+};
+
+static void server_args_clear(struct server_args *args)
 {
-	g_autofree char *socket_path = NULL, *size_text = NULL, *vectors_text = NULL;
-	g_autofree char *shm_name = NULL, *shm_dir = NULL, *max_peers_text = NULL;
-	g_autofree char *mode_text = NULL, *group = NULL, *pidfile = NULL, *log_file = NULL;
-	g_autofree char *stall_text = NULL;
-	gboolean daemonize = FALSE, foreground = FALSE, status = FALSE, json = FALSE, stop = FALSE;
-	const GOptionEntry entries[] = {
-		{ "socket", 's', 0, G_OPTION_ARG_FILENAME, &socket_path,
-		  "the UNIX socket QEMU connects to (required)", "PATH" },
-		{ "size", 'm', 0, G_OPTION_ARG_STRING, &size_text,
-		  "shared memory size, a power of two: 4MiB (default), 2G, ...", "SIZE" },
-		{ "vectors", 'n', 0, G_OPTION_ARG_STRING, &vectors_text,
-		  "interrupt vectors per peer, 1..64 (default 1); the devices' vectors= must match", "N" },
-		{ "shm-name", 0, 0, G_OPTION_ARG_STRING, &shm_name,
-		  "use POSIX shared memory /dev/shm/NAME instead of a memfd", "NAME" },
-		{ "shm-dir", 0, 0, G_OPTION_ARG_FILENAME, &shm_dir,
-		  "use a file created in DIR (tmpfs, hugetlbfs) instead of a memfd", "DIR" },
-		{ "max-peers", 0, 0, G_OPTION_ARG_STRING, &max_peers_text,
-		  "refuse clients beyond N (default 65536)", "N" },
-		{ "socket-mode", 0, 0, G_OPTION_ARG_STRING, &mode_text,
-		  "octal permissions of the sockets, e.g. 0660", "MODE" },
-		{ "socket-group", 0, 0, G_OPTION_ARG_STRING, &group,
-		  "group owning the sockets, e.g. kvm", "GROUP" },
-		{ "stall-timeout", 0, 0, G_OPTION_ARG_STRING, &stall_text,
-		  "drop a client not reading its messages for MS milliseconds (default 5000)", "MS" },
-		{ "foreground", 'F', 0, G_OPTION_ARG_NONE, &foreground,
-		  "stay in the foreground, log to stderr (the default)", NULL },
-		{ "daemon", 'd', 0, G_OPTION_ARG_NONE, &daemonize,
-		  "detach once the socket is listening; log to syslog", NULL },
-		{ "pidfile", 'p', 0, G_OPTION_ARG_FILENAME, &pidfile,
-		  "write the server's pid to FILE (removed at exit)", "FILE" },
-		{ "log-file", 'l', 0, G_OPTION_ARG_FILENAME, &log_file,
-		  "append log lines to FILE instead (reopened on SIGHUP)", "FILE" },
-		{ "status", 0, 0, G_OPTION_ARG_NONE, &status,
-		  "print what the server on --socket serves, then exit", NULL },
-		{ "json", 0, 0, G_OPTION_ARG_NONE, &json, "--status as JSON", NULL },
-		{ "stop", 0, 0, G_OPTION_ARG_NONE, &stop,
-		  "stop the server on --socket (SIGTERM) and wait for it", NULL },
-		{ NULL }
+	char **strings[] = {
+		&args->socket_path, &args->size_text, &args->vectors_text, &args->shm_name,
+		&args->shm_dir, &args->max_peers_text, &args->mode_text, &args->group,
+		&args->pidfile, &args->log_file, &args->stall_text, &args->abs_socket,
+		&args->abs_pidfile, &args->abs_log, &args->abs_dir,
 	};
-	struct server_options opts;
-	g_autofree char *abs_socket = NULL, *abs_pidfile = NULL, *abs_log = NULL, *abs_dir = NULL;
 
-	if (!cmd_parse(cmd, entries, &argc, &argv, error))
-		return FALSE;
-	if (argc > 1)
-		return cmd_usage_error(error, cmd, "unexpected argument '%s'", argv[1]);
-	if (!socket_path)
-		return cmd_usage_error(error, cmd, "--socket PATH is required");
-	if (status + stop > 1)
-		return cmd_usage_error(error, cmd, "--status and --stop exclude each other");
-	if (json && !status)
-		return cmd_usage_error(error, cmd, "--json goes with --status");
-	if (status)
-		return print_status(socket_path, json, error);
-	if (stop)
-		return server_stop_daemon(socket_path, 10000, error);
-	if (daemonize && foreground)
-		return cmd_usage_error(error, cmd, "--daemon and --foreground exclude each other");
-	if (shm_name && shm_dir)
-		return cmd_usage_error(error, cmd, "--shm-name and --shm-dir exclude each other");
+	for (gsize i = 0; i < G_N_ELEMENTS(strings); i++)
+		g_clear_pointer(strings[i], g_free);
+}
 
-	server_options_init(&opts);
-	abs_socket = absolute(socket_path);
-	abs_pidfile = absolute(pidfile);
-	abs_log = absolute(log_file);
-	abs_dir = absolute(shm_dir);
-	opts.socket_path = abs_socket;
-	opts.pidfile = abs_pidfile;
-	opts.log_file = abs_log;
-	opts.daemonize = daemonize;
-	opts.socket_group = group;
-	if (size_text && !ivlab_parse_size(size_text, &opts.size))
-		return cmd_usage_error(error, cmd, "--size: '%s' is not a size (e.g. 4MiB, 1G)",
-				       size_text);
-	if (vectors_text &&
-	    !parse_count(cmd, "--vectors", vectors_text, 1, SERVER_VECTORS_MAX, &opts.vectors, error))
-		return FALSE;
-	if (max_peers_text && !parse_count(cmd, "--max-peers", max_peers_text, 1, SERVER_PEERS_LIMIT,
-					   &opts.max_peers, error))
-		return FALSE;
-	if (stall_text) {
-		guint stall = 0;
+typedef struct server_args ServerArgs;
+G_DEFINE_AUTO_CLEANUP_CLEAR_FUNC(ServerArgs, server_args_clear)
 
-		if (!parse_count(cmd, "--stall-timeout", stall_text, 1, 3600000, &stall, error))
-			return FALSE;
-		opts.stall_ms = (int)stall;
-	}
-	if (mode_text) {
-		guint64 mode;
-
-		if (!g_ascii_string_to_unsigned(mode_text, 8, 0, 0777, &mode, NULL))
-			return cmd_usage_error(error, cmd, "--socket-mode: '%s' is not an octal mode "
-					       "(e.g. 0660)", mode_text);
-		opts.socket_mode = (int)mode;
-	}
-	if (shm_name) {
-		opts.shm_kind = SERVER_SHM_POSIX;
-		opts.shm_name = shm_name;
-	} else if (shm_dir) {
-		opts.shm_kind = SERVER_SHM_FILE;
-		opts.shm_dir = abs_dir;
-	}
+/* The engine's options from the command line; strings stay in args. */
+static gboolean server_args_options(const struct ivlab_cmd *cmd, struct server_args *args,
+				    struct server_options *opts, GError **error)
+{
 	g_autoptr(GError) bad = NULL;
-	if (!server_options_check(&opts, &bad))
+	guint stall = 0;
+	guint64 mode;
+
+	server_options_init(opts);
+	opts->socket_path = args->abs_socket = absolute(args->socket_path);
+	opts->pidfile = args->abs_pidfile = absolute(args->pidfile);
+	opts->log_file = args->abs_log = absolute(args->log_file);
+	opts->daemonize = args->daemonize;
+	opts->socket_group = args->group;
+	if (args->size_text && !ivlab_parse_size(args->size_text, &opts->size))
+		return cmd_usage_error(error, cmd, "--size: '%s' is not a size (e.g. 4MiB, 1G)",
+				       args->size_text);
+	if (args->vectors_text && !parse_count(cmd, "--vectors", args->vectors_text, 1,
+					       SERVER_VECTORS_MAX, &opts->vectors, error))
+		return FALSE;
+	if (args->max_peers_text && !parse_count(cmd, "--max-peers", args->max_peers_text, 1,
+						 SERVER_PEERS_LIMIT, &opts->max_peers, error))
+		return FALSE;
+	if (args->stall_text) {
+		if (!parse_count(cmd, "--stall-timeout", args->stall_text, 1, 3600000, &stall, error))
+			return FALSE;
+		opts->stall_ms = (int)stall;
+	}
+	if (args->mode_text) {
+		if (!g_ascii_string_to_unsigned(args->mode_text, 8, 0, 0777, &mode, NULL))
+			return cmd_usage_error(error, cmd, "--socket-mode: '%s' is not an octal mode "
+					       "(e.g. 0660)", args->mode_text);
+		opts->socket_mode = (int)mode;
+	}
+	if (args->shm_name) {
+		opts->shm_kind = SERVER_SHM_POSIX;
+		opts->shm_name = args->shm_name;
+	} else if (args->shm_dir) {
+		opts->shm_kind = SERVER_SHM_FILE;
+		opts->shm_dir = args->abs_dir = absolute(args->shm_dir);
+	}
+	if (!server_options_check(opts, &bad)) {
+		name_option(bad);
 		return cmd_usage_error(error, cmd, "%s", bad->message);
+	}
+	return TRUE;
+}
+
+/* The command line; the daemon and the status query run past main's cleanup. */
+static struct server_args args;
+static struct server_options opts;
+
+static const GOptionEntry entries[] = {
+	{ "socket", 's', 0, G_OPTION_ARG_FILENAME, &args.socket_path,
+	  "the UNIX socket QEMU connects to (required)", "PATH" },
+	{ "size", 'm', 0, G_OPTION_ARG_STRING, &args.size_text,
+	  "shared memory size, a power of two: 4MiB (default), 2G, ...", "SIZE" },
+	{ "vectors", 'n', 0, G_OPTION_ARG_STRING, &args.vectors_text,
+	  "interrupt vectors per peer, 1..64 (default 1); the devices' vectors= must match", "N" },
+	{ "shm-name", 0, 0, G_OPTION_ARG_STRING, &args.shm_name,
+	  "use POSIX shared memory /dev/shm/NAME instead of a memfd", "NAME" },
+	{ "shm-dir", 0, 0, G_OPTION_ARG_FILENAME, &args.shm_dir,
+	  "use a file created in DIR (tmpfs, hugetlbfs) instead of a memfd", "DIR" },
+	{ "max-peers", 0, 0, G_OPTION_ARG_STRING, &args.max_peers_text,
+	  "refuse clients beyond N (default 65536)", "N" },
+	{ "socket-mode", 0, 0, G_OPTION_ARG_STRING, &args.mode_text,
+	  "octal permissions of the sockets, e.g. 0660", "MODE" },
+	{ "socket-group", 0, 0, G_OPTION_ARG_STRING, &args.group,
+	  "group owning the sockets, e.g. kvm", "GROUP" },
+	{ "stall-timeout", 0, 0, G_OPTION_ARG_STRING, &args.stall_text,
+	  "drop a client not reading its messages for MS milliseconds (default 5000)", "MS" },
+	{ "foreground", 'F', 0, G_OPTION_ARG_NONE, &args.foreground,
+	  "stay in the foreground, log to stderr (the default)", NULL },
+	{ "daemon", 'd', 0, G_OPTION_ARG_NONE, &args.daemonize,
+	  "detach once the socket is listening; log to syslog", NULL },
+	{ "pidfile", 'p', 0, G_OPTION_ARG_FILENAME, &args.pidfile,
+	  "write the server's pid to FILE (removed at exit)", "FILE" },
+	{ "log-file", 'l', 0, G_OPTION_ARG_FILENAME, &args.log_file,
+	  "append log lines to FILE instead (reopened on SIGHUP)", "FILE" },
+	{ "status", 0, 0, G_OPTION_ARG_NONE, &args.status,
+	  "print what the server on --socket serves, then exit", NULL },
+	{ "json", 0, 0, G_OPTION_ARG_NONE, &args.json, "--status as JSON", NULL },
+	{ "stop", 0, 0, G_OPTION_ARG_NONE, &args.stop,
+	  "stop the server on --socket (SIGTERM) and wait for it", NULL },
+	{ NULL }
+};
+static gboolean cmd_server_check(const struct ivlab_cmd *cmd, int argc, char **argv, GError **error)
+{
+	if (!args.socket_path)
+		return cmd_usage_error(error, cmd, "--socket PATH is required");
+	if (args.status + args.stop > 1)
+		return cmd_usage_error(error, cmd, "--status and --stop exclude each other");
+	if (args.json && !args.status)
+		return cmd_usage_error(error, cmd, "--json goes with --status");
+	if (args.status || args.stop)
+		return TRUE;
+	if (args.daemonize && args.foreground)
+		return cmd_usage_error(error, cmd, "--daemon and --foreground exclude each other");
+	if (args.shm_name && args.shm_dir)
+		return cmd_usage_error(error, cmd, "--shm-name and --shm-dir exclude each other");
+	return server_args_options(cmd, &args, &opts, error);
+}
+
+static gboolean cmd_server_exec(const struct ivlab_cmd *cmd, struct ivlab_ctx *ctx, int argc,
+				char **argv, GError **error)
+{
+	g_auto(ServerArgs) owned = args;
+
+	memset(&args, 0, sizeof(args));
+	if (owned.status)
+		return print_status(owned.socket_path, owned.json, error);
+	if (owned.stop)
+		return serverctl_stop(owned.socket_path, 10000, error);
 	return serve(&opts, error);
 }
 
@@ -502,6 +615,7 @@ const struct ivlab_cmd cmd_server_entry = {
 		"  ivlab server --socket /run/ivlab/r0.sock --size 16M --vectors 4\n"
 		"  ivlab server -d -s /run/ivlab/r0.sock -p /run/ivlab/r0.pid --socket-mode 0660 --socket-group kvm\n"
 		"  ivlab server --status --socket /run/ivlab/r0.sock --json",
-	.needs = CMD_OWN_OPTIONS,
-	.exec = cmd_server,
+	.options = entries,
+	.check = cmd_server_check,
+	.exec = cmd_server_exec,
 };

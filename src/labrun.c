@@ -10,7 +10,7 @@
 
 #include "ivlab.h"
 #include "labrun.h"
-#include "server.h"
+#include "serverctl.h"
 
 #define GROUP_LAB "lab"
 #define GROUP_CREATED "created"
@@ -221,7 +221,7 @@ static void stop_server(const char *socket_path, const char *pidfile, GError **e
 	GError *err = NULL;
 
 	if (g_file_test(socket_path, G_FILE_TEST_EXISTS) &&
-	    !server_stop_daemon(socket_path, 5000, &err))
+	    !serverctl_stop(socket_path, 5000, &err))
 		keep_first(error, err);
 	if (pidfile)
 		stop_by_pidfile(pidfile, error);

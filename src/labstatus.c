@@ -6,7 +6,7 @@
 
 #include "ivlab.h"
 #include "labstatus.h"
-#include "server.h"
+#include "serverctl.h"
 
 static void guest_status_clear(gpointer data)
 {
@@ -69,17 +69,17 @@ static void collect_guest(struct lab_session *session, struct session_guest *sg,
 static void collect_server(const struct lab *lab, const struct lab_region *region,
 			   struct server_status *server)
 {
-	struct server_info info = { 0 };
+	struct serverctl_info info = { 0 };
 
 	server->region = region;
 	server->socket_path = lab_region_socket_path(lab, region);
-	server->running = server_query(server->socket_path, &info, NULL);
+	server->running = serverctl_query(server->socket_path, &info, NULL);
 	if (server->running) {
 		server->pid = (int)info.pid;
 		server->peer_ids = info.peer_ids ? g_array_ref(info.peer_ids)
 						 : g_array_new(FALSE, FALSE, sizeof(guint));
 	}
-	server_info_clear(&info);
+	serverctl_info_clear(&info);
 }
 
 struct lab_status *labstatus_collect(struct lab_session *session)

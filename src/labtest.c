@@ -16,7 +16,7 @@
 #include "labtest.h"
 #include "labup.h"
 #include "peer.h"
-#include "server.h"
+#include "serverctl.h"
 
 #define ATOMIC_COUNT 500000
 #define BOOT_TIMEOUT_MS 300000
@@ -287,12 +287,12 @@ static void check_ids(struct suite *suite, struct hregion *hr)
 	g_autoptr(GString) theirs = g_string_new(NULL);
 	g_autoptr(GHashTable) seen = g_hash_table_new(g_direct_hash, g_direct_equal);
 	g_autoptr(GError) err = NULL;
-	struct server_info info = { 0 };
+	struct serverctl_info info = { 0 };
 	guint expected = guests->len + (hr->peer ? 1 : 0);
 
 	if (!want(suite, name))
 		return;
-	if (!server_query(socket_path, &info, &err)) {
+	if (!serverctl_query(socket_path, &info, &err)) {
 		result(suite, name, started, REPORT_FAIL, "server: %s", err->message);
 		return;
 	}
@@ -310,7 +310,7 @@ static void check_ids(struct suite *suite, struct hregion *hr)
 		if (g_hash_table_contains(seen, GINT_TO_POINTER((int)id))) {
 			result(suite, name, started, REPORT_FAIL, "id %" G_GINT64_FORMAT " is used twice (%s)",
 			       id, ours->str);
-			server_info_clear(&info);
+			serverctl_info_clear(&info);
 			return;
 		}
 		g_hash_table_add(seen, GINT_TO_POINTER((int)id));
@@ -318,7 +318,7 @@ static void check_ids(struct suite *suite, struct hregion *hr)
 			result(suite, name, started, REPORT_FAIL,
 			       "guest %s has id %" G_GINT64_FORMAT ", which the server does not know (server: %s)",
 			       tg->guest->name, id, theirs->str);
-			server_info_clear(&info);
+			serverctl_info_clear(&info);
 			return;
 		}
 	}
@@ -330,7 +330,7 @@ static void check_ids(struct suite *suite, struct hregion *hr)
 		       expected, ours->str);
 	else
 		result(suite, name, started, REPORT_PASS, "%s; server: %s", ours->str, theirs->str);
-	server_info_clear(&info);
+	serverctl_info_clear(&info);
 }
 
 struct range {

@@ -14,6 +14,7 @@
 #include "labup.h"
 #include "preflight.h"
 #include "server.h"
+#include "serverctl.h"
 
 #define CONSOLE_KEEP (64 * 1024)
 #define CONSOLE_TAIL_LINES 25
@@ -411,26 +412,9 @@ static char *lab_differences(const struct lab *lab, struct labrun *run, GPtrArra
 	return g_strjoinv("; ", (char **)diffs->pdata);
 }
 
-static char *self_binary(void)
-{
-	g_autofree char *path = g_file_read_link("/proc/self/exe", NULL);
-
-	return path ? g_steal_pointer(&path) : g_strdup("ivlab");
-}
-
-static gboolean server_alive(const char *socket_path)
-{
-	struct server_info info = { 0 };
-	gboolean alive = server_query(socket_path, &info, NULL);
-
-	server_info_clear(&info);
-	return alive;
-}
-
 static gboolean start_servers(const struct lab *lab, struct labrun *run,
 			      virConnectPtr conn, GError **error)
 {
-	g_autofree char *binary = self_binary();
 	uid_t uid;
 	gid_t gid;
 	g_autofree char *group = NULL;
@@ -444,7 +428,7 @@ static gboolean start_servers(const struct lab *lab, struct labrun *run,
 		if (region->mode != LAB_REGION_DOORBELL)
 			continue;
 		socket_path = lab_region_socket_path(lab, region);
-		if (server_alive(socket_path)) {
+		if (serverctl_running(socket_path)) {
 			ivlab_debug("server %s: already running", socket_path);
 			continue;
 		}
@@ -469,7 +453,7 @@ static gboolean start_servers(const struct lab *lab, struct labrun *run,
 			opts.socket_mode = 0660;
 			opts.socket_group = group;
 		}
-		if (!server_spawn_daemon(binary, &opts, error)) {
+		if (!serverctl_spawn(&opts, error)) {
 			g_prefix_error(error, "region %s: server: ", region->name);
 			return FALSE;
 		}
@@ -525,7 +509,7 @@ static gboolean plan_existing(struct lab_session *session, struct labup_plan *pl
 		if (region->mode != LAB_REGION_DOORBELL)
 			continue;
 		socket_path = lab_region_socket_path(lab, region);
-		if (server_alive(socket_path))
+		if (serverctl_running(socket_path))
 			continue;
 		if (all_running)
 			return ivlab_fail(error, "lab '%s': its guests run but the server of region %s "

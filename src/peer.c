@@ -15,6 +15,7 @@
 #include "ivlab.h"
 #include "peer.h"
 #include "server.h"
+#include "serverctl.h"
 
 /* With a server that has no control socket, the setup burst is over when
  * no message followed our own last vector for this long. */
@@ -303,7 +304,7 @@ struct peer *peer_connect_timeout(const char *socket_path, int timeout_ms, GErro
 {
 	g_autoptr(Peer) peer = g_new0(struct peer, 1);
 	struct sockaddr_un addr = { .sun_family = AF_UNIX };
-	struct server_info info;
+	struct serverctl_info info;
 
 	peer->socket_path = g_strdup(socket_path);
 	peer->sock = peer->shm_fd = peer->partial_fd = -1;
@@ -314,9 +315,9 @@ struct peer *peer_connect_timeout(const char *socket_path, int timeout_ms, GErro
 		return NULL;
 	}
 	/* Our server says how many vectors the setup carries; others do not. */
-	if (server_query(socket_path, &info, NULL)) {
+	if (serverctl_query(socket_path, &info, NULL)) {
 		peer->expected_vectors = info.vectors;
-		server_info_clear(&info);
+		serverctl_info_clear(&info);
 	}
 	g_strlcpy(addr.sun_path, socket_path, sizeof(addr.sun_path));
 	peer->sock = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);

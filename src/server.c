@@ -1,12 +1,11 @@
 /* server.c: the ivshmem server protocol engine (QEMU docs/specs/ivshmem-spec)
- * plus the control socket that reports what it serves. One thread, epoll,
+ * plus the control socket that reports what it serves (read by serverctl.c). One thread, epoll,
  * non-blocking sockets, a bounded output queue per client. */
 #include "config.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,7 +20,6 @@
 #include <sys/stat.h>
 #include <sys/timerfd.h>
 #include <sys/un.h>
-#include <sys/wait.h>
 #include <linux/sockios.h>
 #include <glib/gstdio.h>
 
@@ -148,32 +146,35 @@ void server_options_init(struct server_options *opts)
 	opts->socket_mode = -1;
 }
 
-
-
 gboolean server_options_check(const struct server_options *opts, GError **error)
 {
-	struct sockaddr_un addr;
+	const gsize path_max = sizeof(((struct sockaddr_un *)NULL)->sun_path) - 1 -
+			       strlen(SERVER_CONTROL_SUFFIX);
 
 	if (!opts->socket_path || !*opts->socket_path)
-		return ivlab_fail(error, "--socket: a socket path is required");
-	if (strlen(opts->socket_path) + strlen(".ctl") >= sizeof(addr.sun_path))
-		return ivlab_fail(error, "--socket: path too long for a UNIX socket (%zu bytes at most): %s",
-			    sizeof(addr.sun_path) - 1 - strlen(".ctl"), opts->socket_path);
+		return ivlab_fail(error, SERVER_SETTING_SOCKET ": no path given");
+	if (strlen(opts->socket_path) > path_max)
+		return ivlab_fail(error, SERVER_SETTING_SOCKET
+				  ": path too long for a UNIX socket (%zu bytes at most): %s",
+				  path_max, opts->socket_path);
 	if (opts->size < SERVER_SIZE_MIN || opts->size > SERVER_SIZE_MAX ||
 	    (opts->size & (opts->size - 1)) != 0) {
 		g_autofree char *text = ivlab_format_size(opts->size);
-		return ivlab_fail(error, "--size: %s is not a power of two between 4KiB and 1TiB", text);
+
+		return ivlab_fail(error, SERVER_SETTING_SIZE
+				  ": %s is not a power of two between 4KiB and 1TiB", text);
 	}
 	if (opts->vectors < 1 || opts->vectors > SERVER_VECTORS_MAX)
-		return ivlab_fail(error, "--vectors: %u is out of range (1..%d)", opts->vectors,
-			    SERVER_VECTORS_MAX);
+		return ivlab_fail(error, SERVER_SETTING_VECTORS ": %u is out of range (1..%d)",
+				  opts->vectors, SERVER_VECTORS_MAX);
 	if (opts->max_peers > SERVER_PEERS_LIMIT)
-		return ivlab_fail(error, "--max-peers: %u is out of range (1..%d)", opts->max_peers,
-			    SERVER_PEERS_LIMIT);
+		return ivlab_fail(error, SERVER_SETTING_MAX_PEERS ": %u is out of range (1..%d)",
+				  opts->max_peers, SERVER_PEERS_LIMIT);
 	if (opts->socket_mode != -1 && (opts->socket_mode < 0 || opts->socket_mode > 0777))
-		return ivlab_fail(error, "--socket-mode: %o is not a permission mode", opts->socket_mode);
+		return ivlab_fail(error, SERVER_SETTING_SOCKET_MODE ": %o is not a permission mode",
+				  opts->socket_mode);
 	if (opts->stall_ms < 0)
-		return ivlab_fail(error, "stall timeout must not be negative");
+		return ivlab_fail(error, SERVER_SETTING_STALL ": must not be negative");
 	switch (opts->shm_kind) {
 	case SERVER_SHM_MEMFD:
 		break;
@@ -183,20 +184,22 @@ gboolean server_options_check(const struct server_options *opts, GError **error)
 		if (*name == '/')
 			name++;
 		if (!*name || strchr(name, '/') || strlen(name) > 200)
-			return ivlab_fail(error, "--shm-name: '%s' is not a POSIX shm name (one component)",
-				    opts->shm_name ? opts->shm_name : "");
+			return ivlab_fail(error, SERVER_SETTING_SHM_NAME
+					  ": '%s' is not a POSIX shm name (one component)",
+					  opts->shm_name ? opts->shm_name : "");
 		break;
 	}
 	case SERVER_SHM_FILE:
 		if (!opts->shm_dir || !g_file_test(opts->shm_dir, G_FILE_TEST_IS_DIR))
-			return ivlab_fail(error, "--shm-dir: not a directory: %s",
-				    opts->shm_dir ? opts->shm_dir : "");
+			return ivlab_fail(error, SERVER_SETTING_SHM_DIR ": not a directory: %s",
+					  opts->shm_dir ? opts->shm_dir : "");
 		break;
 	default:
 		return ivlab_fail(error, "unknown shared memory kind %d", opts->shm_kind);
 	}
 	if (opts->socket_group && !getgrnam(opts->socket_group))
-		return ivlab_fail(error, "--socket-group: no such group: %s", opts->socket_group);
+		return ivlab_fail(error, SERVER_SETTING_SOCKET_GROUP ": no such group: %s",
+				  opts->socket_group);
 	return TRUE;
 }
 
@@ -527,22 +530,27 @@ static void client_readable(struct client *client)
 
 /* ---- the control socket ---- */
 
+char *server_control_path(const char *socket_path)
+{
+	return g_strconcat(socket_path, SERVER_CONTROL_SUFFIX, NULL);
+}
+
 static GString *server_report(struct server *server)
 {
-	GString *text = g_string_new("ivlab-server 1\n");
+	GString *text = g_string_new(SERVER_CONTROL_HEADER "\n");
 	g_autoptr(GArray) ids = server_peer_ids(server);
 
-	g_string_append_printf(text, "pid %ld\n", (long)getpid());
-	g_string_append_printf(text, "socket %s\n", server->socket_path);
-	g_string_append_printf(text, "size %" G_GUINT64_FORMAT "\n", server->size);
-	g_string_append_printf(text, "vectors %u\n", server->vectors);
-	g_string_append_printf(text, "shm %s\n", server->shm_desc);
-	g_string_append_printf(text, "max-peers %u\n", server->max_peers);
-	g_string_append_printf(text, "peer-count %u\n", ids->len);
-	g_string_append(text, "peers");
+	g_string_append_printf(text, SERVER_CONTROL_PID " %ld\n", (long)getpid());
+	g_string_append_printf(text, SERVER_CONTROL_SOCKET " %s\n", server->socket_path);
+	g_string_append_printf(text, SERVER_CONTROL_SIZE " %" G_GUINT64_FORMAT "\n", server->size);
+	g_string_append_printf(text, SERVER_CONTROL_VECTORS " %u\n", server->vectors);
+	g_string_append_printf(text, SERVER_CONTROL_SHM " %s\n", server->shm_desc);
+	g_string_append_printf(text, SERVER_CONTROL_MAX_PEERS " %u\n", server->max_peers);
+	g_string_append_printf(text, SERVER_CONTROL_PEER_COUNT " %u\n", ids->len);
+	g_string_append(text, SERVER_CONTROL_PEERS);
 	for (guint i = 0; i < ids->len; i++)
 		g_string_append_printf(text, " %u", g_array_index(ids, guint, i));
-	g_string_append(text, "\nbacklog");
+	g_string_append(text, "\n" SERVER_CONTROL_BACKLOG);
 	for (guint i = 0; i < ids->len; i++) {
 		guint id = g_array_index(ids, guint, i);
 		struct client *client = g_hash_table_lookup(server->clients, GUINT_TO_POINTER(id));
@@ -553,7 +561,7 @@ static GString *server_report(struct server *server)
 		    (ioctl(client->sock, SIOCOUTQ, &unread) == 0 && unread > 0))
 			g_string_append_printf(text, " %u", id);
 	}
-	g_string_append(text, "\nend\n");
+	g_string_append(text, "\n" SERVER_CONTROL_END "\n");
 	return text;
 }
 
@@ -728,7 +736,7 @@ static int listen_at(const char *path, int socket_mode, const char *group, struc
 			if (entry)
 				set_errno_error(error, "%s: chgrp %s", path, group);
 			else
-				ivlab_fail(error, "--socket-group: no such group: %s", group);
+				ivlab_fail(error, SERVER_SETTING_SOCKET_GROUP ": no such group: %s", group);
 			close(fd);
 			unlink(path);
 			return -1;
@@ -773,14 +781,15 @@ static gboolean server_create_shm(struct server *server, const struct server_opt
 			/* Left by a server that died: reuse it unless a live one holds it. */
 			fd = shm_open(name, O_RDWR | O_CLOEXEC, 0600);
 			if (fd < 0)
-				return set_errno_error(error, "--shm-name: shm_open %s", name);
+				return set_errno_error(error, SERVER_SETTING_SHM_NAME ": shm_open %s", name);
 			if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
 				close(fd);
-				return ivlab_fail(error, "--shm-name: %s is in use by another server", name);
+				return ivlab_fail(error, SERVER_SETTING_SHM_NAME
+						  ": %s is in use by another server", name);
 			}
 			server->shm_name = g_strdup(name);
 		} else {
-			return set_errno_error(error, "--shm-name: shm_open %s", name);
+			return set_errno_error(error, SERVER_SETTING_SHM_NAME ": shm_open %s", name);
 		}
 		server->shm_desc = g_strdup_printf("posix:%s", name);
 		break;
@@ -790,7 +799,8 @@ static gboolean server_create_shm(struct server *server, const struct server_opt
 
 		fd = g_mkstemp_full(tmpl, O_RDWR | O_CLOEXEC, 0600);
 		if (fd < 0)
-			return set_errno_error(error, "--shm-dir: cannot create a file in %s", opts->shm_dir);
+			return set_errno_error(error, SERVER_SETTING_SHM_DIR ": cannot create a file in %s",
+					       opts->shm_dir);
 		server->shm_file = g_strdup(tmpl);
 		server->shm_desc = g_strdup_printf("file:%s", tmpl);
 		break;
@@ -798,7 +808,8 @@ static gboolean server_create_shm(struct server *server, const struct server_opt
 	}
 	server->shm = fdref_new(fd);
 	if (flock(fd, LOCK_EX | LOCK_NB) < 0 && opts->shm_kind == SERVER_SHM_POSIX)
-		return ivlab_fail(error, "--shm-name: %s is in use by another server", server->shm_name);
+		return ivlab_fail(error, SERVER_SETTING_SHM_NAME ": %s is in use by another server",
+				  server->shm_name);
 	if (ftruncate(fd, (off_t)opts->size) < 0) {
 		g_autofree char *text = ivlab_format_size(opts->size);
 		return set_errno_error(error, "shared memory: cannot size %s to %s", server->shm_desc, text);
@@ -991,271 +1002,4 @@ guint server_open_fds(const struct server *server)
 	while (g_hash_table_iter_next(&iter, NULL, &value))
 		count += 1 + ((struct client *)value)->nvectors;
 	return count + g_hash_table_size(server->controls);
-}
-
-/* ---- clients of the control socket: query, spawn, stop ---- */
-
-void server_info_clear(struct server_info *info)
-{
-	g_free(info->shm);
-	g_free(info->socket_path);
-	if (info->peer_ids)
-		g_array_unref(info->peer_ids);
-	memset(info, 0, sizeof(*info));
-}
-
-char *server_control_path(const char *socket_path)
-{
-	return g_strconcat(socket_path, ".ctl", NULL);
-}
-
-static gboolean parse_uint(const char *text, guint64 max, guint64 *value)
-{
-	return g_ascii_string_to_unsigned(text, 10, 0, max, value, NULL);
-}
-
-static gboolean parse_report(const char *path, const char *text, struct server_info *info,
-			     GError **error)
-{
-	g_auto(GStrv) lines = g_strsplit(text, "\n", -1);
-	gboolean ended = FALSE;
-	guint64 value;
-
-	if (!g_str_has_prefix(text, "ivlab-server 1\n"))
-		return ivlab_fail(error, "%s: not an ivlab server control socket", path);
-	info->peer_ids = g_array_new(FALSE, FALSE, sizeof(guint));
-	for (guint i = 1; lines[i]; i++) {
-		const char *line = lines[i];
-		const char *space = strchr(line, ' ');
-		g_autofree char *key = space ? g_strndup(line, space - line) : g_strdup(line);
-		const char *arg = space ? space + 1 : "";
-		gboolean ok = TRUE;
-
-		if (strcmp(key, "end") == 0) {
-			ended = TRUE;
-			break;
-		} else if (strcmp(key, "pid") == 0) {
-			ok = parse_uint(arg, G_MAXINT32, &value);
-			info->pid = (pid_t)value;
-		} else if (strcmp(key, "socket") == 0) {
-			g_free(info->socket_path);
-			info->socket_path = g_strdup(arg);
-		} else if (strcmp(key, "size") == 0) {
-			ok = parse_uint(arg, G_MAXUINT64, &info->size);
-		} else if (strcmp(key, "vectors") == 0) {
-			ok = parse_uint(arg, SERVER_VECTORS_MAX, &value);
-			info->vectors = (guint)value;
-		} else if (strcmp(key, "shm") == 0) {
-			g_free(info->shm);
-			info->shm = g_strdup(arg);
-		} else if (strcmp(key, "max-peers") == 0) {
-			ok = parse_uint(arg, SERVER_PEERS_LIMIT, &value);
-			info->max_peers = (guint)value;
-		} else if (strcmp(key, "backlog") == 0) {
-			g_auto(GStrv) ids = g_strsplit(arg, " ", -1);
-
-			for (guint j = 0; ids[j]; j++)
-				info->backlogged += *ids[j] != 0;
-		} else if (strcmp(key, "peers") == 0) {
-			g_auto(GStrv) ids = g_strsplit(arg, " ", -1);
-
-			for (guint j = 0; ids[j] && ok; j++) {
-				guint id;
-
-				if (!*ids[j])
-					continue;
-				ok = parse_uint(ids[j], SERVER_PEER_ID_MAX, &value);
-				id = (guint)value;
-				g_array_append_val(info->peer_ids, id);
-			}
-		} /* unknown keys: from a newer server, ignored */
-		if (!ok)
-			return ivlab_fail(error, "%s: bad line in the server's report: %s", path, line);
-	}
-	if (!ended || !info->vectors || !info->size)
-		return ivlab_fail(error, "%s: truncated report from the server", path);
-	return TRUE;
-}
-
-#define SERVER_REPORT_MAX (1 << 20)
-
-gboolean server_query(const char *socket_path, struct server_info *info, GError **error)
-{
-	g_autofree char *path = server_control_path(socket_path);
-	struct sockaddr_un addr = { .sun_family = AF_UNIX };
-	g_autoptr(GString) text = g_string_new(NULL);
-	gint64 deadline = g_get_monotonic_time() + 5 * G_USEC_PER_SEC;
-	int fd;
-
-	memset(info, 0, sizeof(*info));
-	if (strlen(path) >= sizeof(addr.sun_path))
-		return ivlab_fail(error, "%s: path too long for a UNIX socket", path);
-	g_strlcpy(addr.sun_path, path, sizeof(addr.sun_path));
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		return set_errno_error(error, "socket");
-	if (connect(fd, (struct sockaddr *)&addr, sizeof(addr)) < 0) {
-		int saved = errno;
-
-		close(fd);
-		if (saved == ENOENT || saved == ECONNREFUSED)
-			return ivlab_fail(error, "%s: no ivlab server is running there (%s)", socket_path,
-				    g_strerror(saved));
-		errno = saved;
-		return set_errno_error(error, "%s: connect", path);
-	}
-	for (;;) {
-		char buf[4096];
-		struct timeval tv;
-		gint64 left = deadline - g_get_monotonic_time();
-		ssize_t n;
-
-		if (left <= 0) {
-			close(fd);
-			return ivlab_fail(error, "%s: the server did not answer within 5 s", path);
-		}
-		tv.tv_sec = left / G_USEC_PER_SEC;
-		tv.tv_usec = left % G_USEC_PER_SEC;
-		setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-		n = recv(fd, buf, sizeof(buf), 0);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
-			set_errno_error(error, "%s: recv", path);
-			close(fd);
-			return FALSE;
-		}
-		if (n == 0)
-			break;
-		if (n > 0)
-			g_string_append_len(text, buf, n);
-		/* All 65536 ids, in peers and backlog, take under 1 MiB: more is not our server. */
-		if (text->len > SERVER_REPORT_MAX) {
-			close(fd);
-			return ivlab_fail(error, "%s: the server's report is longer than %d bytes", path,
-					  SERVER_REPORT_MAX);
-		}
-	}
-	close(fd);
-	if (!parse_report(path, text->str, info, error)) {
-		server_info_clear(info);
-		return FALSE;
-	}
-	return TRUE;
-}
-
-char **server_daemon_argv(const char *ivlab_binary, const struct server_options *opts)
-{
-	GPtrArray *argv = g_ptr_array_new();
-
-	g_ptr_array_add(argv, g_strdup(ivlab_binary));
-	g_ptr_array_add(argv, g_strdup("server"));
-	g_ptr_array_add(argv, g_strdup("--daemon"));
-	g_ptr_array_add(argv, g_strdup_printf("--socket=%s", opts->socket_path));
-	g_ptr_array_add(argv, g_strdup_printf("--size=%" G_GUINT64_FORMAT, opts->size));
-	g_ptr_array_add(argv, g_strdup_printf("--vectors=%u", opts->vectors));
-	if (opts->shm_kind == SERVER_SHM_POSIX)
-		g_ptr_array_add(argv, g_strdup_printf("--shm-name=%s", opts->shm_name));
-	else if (opts->shm_kind == SERVER_SHM_FILE)
-		g_ptr_array_add(argv, g_strdup_printf("--shm-dir=%s", opts->shm_dir));
-	if (opts->max_peers)
-		g_ptr_array_add(argv, g_strdup_printf("--max-peers=%u", opts->max_peers));
-	if (opts->socket_mode >= 0)
-		g_ptr_array_add(argv, g_strdup_printf("--socket-mode=%04o", opts->socket_mode));
-	if (opts->socket_group)
-		g_ptr_array_add(argv, g_strdup_printf("--socket-group=%s", opts->socket_group));
-	if (opts->stall_ms)
-		g_ptr_array_add(argv, g_strdup_printf("--stall-timeout=%d", opts->stall_ms));
-	if (opts->pidfile)
-		g_ptr_array_add(argv, g_strdup_printf("--pidfile=%s", opts->pidfile));
-	if (opts->log_file)
-		g_ptr_array_add(argv, g_strdup_printf("--log-file=%s", opts->log_file));
-	g_ptr_array_add(argv, NULL);
-	return (char **)g_ptr_array_free(argv, FALSE);
-}
-
-gboolean server_spawn_daemon(const char *ivlab_binary, const struct server_options *opts,
-			     GError **error)
-{
-	g_auto(GStrv) argv = server_daemon_argv(ivlab_binary, opts);
-	g_autofree char *err_text = NULL;
-	g_autoptr(GError) spawn_error = NULL;
-	int status;
-
-	if (!g_spawn_sync(NULL, argv, NULL, G_SPAWN_STDOUT_TO_DEV_NULL, NULL, NULL, NULL, &err_text,
-			  &status, &spawn_error))
-		return ivlab_fail(error, "cannot run %s: %s", ivlab_binary, spawn_error->message);
-	if (!g_spawn_check_wait_status(status, NULL)) {
-		g_strstrip(err_text);
-		/* The daemon's message is "ivlab: what: detail"; keep the detail. */
-		const char *text = g_str_has_prefix(err_text, "ivlab: ") ? err_text + 7 : err_text;
-		return ivlab_fail(error, "%s", *text ? text : "ivlab server failed without a message");
-	}
-	return TRUE;
-}
-
-/* A socket file nobody listens on (connect is refused). */
-static gboolean socket_is_dead(const char *path)
-{
-	struct sockaddr_un addr = { .sun_family = AF_UNIX };
-	struct stat st;
-	int fd, status;
-
-	if (lstat(path, &st) < 0 || !S_ISSOCK(st.st_mode) || strlen(path) >= sizeof(addr.sun_path))
-		return FALSE;
-	g_strlcpy(addr.sun_path, path, sizeof(addr.sun_path));
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-	if (fd < 0)
-		return FALSE;
-	status = connect(fd, (struct sockaddr *)&addr, sizeof(addr));
-	status = status < 0 && errno == ECONNREFUSED;
-	close(fd);
-	return status;
-}
-
-/* Alive and not a zombie nobody reaps. */
-static gboolean process_alive(pid_t pid)
-{
-	g_autofree char *path = g_strdup_printf("/proc/%ld/stat", (long)pid);
-	g_autofree char *text = NULL;
-	const char *paren;
-
-	if (kill(pid, 0) < 0 && errno == ESRCH)
-		return FALSE;
-	if (!g_file_get_contents(path, &text, NULL, NULL))
-		return FALSE;
-	paren = strrchr(text, ')');
-	return !(paren && paren[1] == ' ' && (paren[2] == 'Z' || paren[2] == 'X'));
-}
-
-gboolean server_stop_daemon(const char *socket_path, int timeout_ms, GError **error)
-{
-	struct server_info info;
-	g_autoptr(GError) query_error = NULL;
-	g_autofree char *control = server_control_path(socket_path);
-	gint64 deadline = g_get_monotonic_time() + timeout_ms * (gint64)1000;
-	pid_t pid;
-
-	if (!server_query(socket_path, &info, &query_error)) {
-		/* Nobody serves: clear what a crashed server left. A server
-		 * that is alive but slow to answer keeps its sockets. */
-		if (socket_is_dead(socket_path))
-			unlink(socket_path);
-		if (socket_is_dead(control))
-			unlink(control);
-		if (g_file_test(socket_path, G_FILE_TEST_EXISTS))
-			return ivlab_fail(error, "%s", query_error->message);
-		return TRUE;
-	}
-	pid = info.pid;
-	server_info_clear(&info);
-	if (pid <= 1 || kill(pid, SIGTERM) < 0)
-		return set_errno_error(error, "%s: cannot signal server pid %ld", socket_path, (long)pid);
-	while (g_file_test(socket_path, G_FILE_TEST_EXISTS) || process_alive(pid)) {
-		if (g_get_monotonic_time() >= deadline)
-			return ivlab_fail(error, "%s: server pid %ld did not stop within %d ms", socket_path,
-				    (long)pid, timeout_ms);
-		g_usleep(10000);
-	}
-	return TRUE;
 }

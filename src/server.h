@@ -1,5 +1,6 @@
-/* server.h: the ivshmem server protocol engine (QEMU's ivshmem-spec), and how
- * the rest of ivlab starts, queries and stops a running `ivlab server`. */
+/* server.h: the ivshmem server protocol engine (QEMU's ivshmem-spec) and its
+ * control socket's report format. Starting, querying and stopping a server
+ * daemon is serverctl.h. */
 #ifndef IVLAB_SERVER_H
 #define IVLAB_SERVER_H
 
@@ -21,7 +22,7 @@ enum server_shm_kind {
 };
 
 /* What a server serves. Strings are borrowed: the caller keeps them alive
- * while the server (or server_spawn_daemon) uses them. */
+ * while the server (or serverctl_spawn) uses them. */
 struct server_options {
 	const char *socket_path;  /* required */
 	guint64 size;             /* power of two, bytes */
@@ -33,15 +34,28 @@ struct server_options {
 	int socket_mode;          /* chmod of both sockets; -1 leaves the umask's */
 	const char *socket_group; /* chgrp of both sockets, NULL: unchanged */
 	int stall_ms;             /* 0: SERVER_DEFAULT_STALL_MS */
-	/* The daemon wrapper only (ignored by the engine): */
+	/* For the daemon (cmd-server.c, serverctl_spawn); the engine ignores them: */
 	gboolean daemonize;
 	const char *pidfile;
 	const char *log_file;     /* NULL: stderr in the foreground, syslog daemonized */
 };
 
+/* How the engine's messages name the settings above ("SETTING: detail"). */
+#define SERVER_SETTING_SOCKET "socket"
+#define SERVER_SETTING_SIZE "size"
+#define SERVER_SETTING_VECTORS "vectors"
+#define SERVER_SETTING_SHM_NAME "shm name"
+#define SERVER_SETTING_SHM_DIR "shm dir"
+#define SERVER_SETTING_MAX_PEERS "max peers"
+#define SERVER_SETTING_SOCKET_MODE "socket mode"
+#define SERVER_SETTING_SOCKET_GROUP "socket group"
+#define SERVER_SETTING_STALL "stall timeout"
+
 /* Defaults: memfd, SERVER_DEFAULT_SIZE, 1 vector, no peer limit, mode -1. */
 void server_options_init(struct server_options *opts);
-/* Checks ranges and combinations; message names the option. */
+/* Checks ranges and combinations. A message about one setting starts with
+ * its SERVER_SETTING_* name ("size: ..."), which a front end may replace
+ * with the name of its own option. */
 gboolean server_options_check(const struct server_options *opts, GError **error);
 
 /* The engine. One thread; everything is non-blocking. */
@@ -52,7 +66,8 @@ typedef void (*server_log_func)(int priority /* LOG_* from syslog.h */,
 
 /* Create the shared memory, bind and listen on socket_path and on its
  * control socket (server_control_path()). An existing socket file that no
- * server answers on is replaced; a live one is an error. */
+ * server answers on is replaced; a live one is an error. Messages name
+ * settings as server_options_check() does. */
 struct server *server_start(const struct server_options *opts, GError **error);
 /* Connect/disconnect and trouble messages go here (default: dropped). */
 void server_set_log_func(struct server *server, server_log_func func, gpointer data);
@@ -71,35 +86,26 @@ GArray *server_peer_ids(const struct server *server);
 /* Number of fds the engine has open (for tests of leaks). */
 guint server_open_fds(const struct server *server);
 
-/* What a running server reports over its control socket. */
-struct server_info {
-	pid_t pid;
-	guint64 size;
-	guint vectors;
-	char *shm;          /* "memfd", "posix:/NAME" or "file:PATH" */
-	char *socket_path;
-	guint max_peers;
-	GArray *peer_ids;   /* guint, sorted */
-	/* Peers with messages they have not read yet (queued in the server or
-	 * unread in their socket): 0 once every peer has caught up. */
-	guint backlogged;
-};
-void server_info_clear(struct server_info *info);
+/* The control socket, PATH.ctl beside the ivshmem socket: every connection
+ * gets a text report and EOF, a header line, "key value" lines, an end line
+ * (man/ivlab.1, `server`). server.c writes it, serverctl.c reads it; both
+ * spell it with these names. Readers ignore keys they do not know. */
+#define SERVER_CONTROL_SUFFIX ".ctl"
+#define SERVER_CONTROL_HEADER "ivlab-server 1"
+#define SERVER_CONTROL_PID "pid"
+#define SERVER_CONTROL_SOCKET "socket"
+#define SERVER_CONTROL_SIZE "size"
+#define SERVER_CONTROL_VECTORS "vectors"
+#define SERVER_CONTROL_SHM "shm"             /* "memfd", "posix:/NAME", "file:PATH" */
+#define SERVER_CONTROL_MAX_PEERS "max-peers"
+#define SERVER_CONTROL_PEER_COUNT "peer-count"
+#define SERVER_CONTROL_PEERS "peers"         /* connected ids, sorted, space-separated */
+#define SERVER_CONTROL_BACKLOG "backlog"     /* ids with messages not yet read */
+#define SERVER_CONTROL_END "end"
+/* All 65536 ids, in peers and in backlog, take under 1 MiB. */
+#define SERVER_CONTROL_REPORT_MAX (1 << 20)
 
-/* "PATH.ctl": the control socket beside the ivshmem socket. Connecting to it
- * yields a short text report (see man/server.section.txt) and EOF. */
+/* "PATH.ctl" for socket_path. */
 char *server_control_path(const char *socket_path);
-gboolean server_query(const char *socket_path, struct server_info *info, GError **error);
-
-/* The command line that starts `ivlab server --daemon` for opts
- * (opts->daemonize is implied; pidfile and log_file are passed if set). */
-char **server_daemon_argv(const char *ivlab_binary, const struct server_options *opts);
-/* Run that command: returns once the socket is listening (TRUE), or with
- * the daemon's own error message (FALSE). */
-gboolean server_spawn_daemon(const char *ivlab_binary, const struct server_options *opts,
-			     GError **error);
-/* SIGTERM the server answering on socket_path and wait up to timeout_ms for
- * its socket to disappear. A socket nobody serves is removed, and TRUE. */
-gboolean server_stop_daemon(const char *socket_path, int timeout_ms, GError **error);
 
 #endif

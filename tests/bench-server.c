@@ -18,6 +18,7 @@
 #include "ivlab.h"
 #include "peer.h"
 #include "server.h"
+#include "serverctl.h"
 
 static int compare_double(const void *a, const void *b)
 {
@@ -58,7 +59,7 @@ static char *start_server(const char *ivlab, const char *dir, guint vectors)
 	opts.socket_path = path;
 	opts.vectors = vectors;
 	opts.size = 1 << 20;
-	if (!server_spawn_daemon(ivlab, &opts, &error))
+	if (!serverctl_spawn_binary(ivlab, &opts, &error))
 		die("starting the server", error);
 	return path;
 }
@@ -67,7 +68,7 @@ static void stop_server(const char *path)
 {
 	g_autoptr(GError) error = NULL;
 
-	if (!server_stop_daemon(path, 10000, &error))
+	if (!serverctl_stop(path, 10000, &error))
 		die("stopping the server", error);
 }
 

@@ -1,6 +1,6 @@
 /* unit-server.c: the server engine run in-process (in a thread) with the host
  * peer module as its client: options, sockets, wiring, memory, ids,
- * disconnects, the control socket, and spawning the real daemon. */
+ * disconnects and the control socket (unit-serverctl.c: its daemon). */
 #include "config.h"
 
 #include <errno.h>
@@ -17,6 +17,7 @@
 #include "ivlab.h"
 #include "peer.h"
 #include "server.h"
+#include "serverctl.h"
 
 struct engine {
 	struct server *server;
@@ -82,18 +83,18 @@ static void test_options(void)
 		const char *socket;
 		const char *message;
 	} cases[] = {
-		{ 1 << 20, 1, 0, SERVER_SHM_MEMFD, NULL, NULL, "--socket: a socket path is required" },
-		{ 3 << 20, 1, 0, SERVER_SHM_MEMFD, NULL, "/tmp/x", "--size: 3MiB is not a power of two" },
-		{ 1024, 1, 0, SERVER_SHM_MEMFD, NULL, "/tmp/x", "--size: 1KiB is not a power of two" },
-		{ 1 << 20, 0, 0, SERVER_SHM_MEMFD, NULL, "/tmp/x", "--vectors: 0 is out of range (1..64)" },
-		{ 1 << 20, 65, 0, SERVER_SHM_MEMFD, NULL, "/tmp/x", "--vectors: 65 is out of range" },
-		{ 1 << 20, 1, 65537, SERVER_SHM_MEMFD, NULL, "/tmp/x", "--max-peers: 65537 is out of range" },
-		{ 1 << 20, 1, 0, SERVER_SHM_POSIX, "a/b", "/tmp/x", "--shm-name: 'a/b' is not a POSIX" },
-		{ 1 << 20, 1, 0, SERVER_SHM_POSIX, "/", "/tmp/x", "--shm-name: '/' is not a POSIX" },
-		{ 1 << 20, 1, 0, SERVER_SHM_FILE, "/nonexistent", "/tmp/x", "--shm-dir: not a directory" },
+		{ 1 << 20, 1, 0, SERVER_SHM_MEMFD, NULL, NULL, "socket: no path given" },
+		{ 3 << 20, 1, 0, SERVER_SHM_MEMFD, NULL, "/tmp/x", "size: 3MiB is not a power of two" },
+		{ 1024, 1, 0, SERVER_SHM_MEMFD, NULL, "/tmp/x", "size: 1KiB is not a power of two" },
+		{ 1 << 20, 0, 0, SERVER_SHM_MEMFD, NULL, "/tmp/x", "vectors: 0 is out of range (1..64)" },
+		{ 1 << 20, 65, 0, SERVER_SHM_MEMFD, NULL, "/tmp/x", "vectors: 65 is out of range" },
+		{ 1 << 20, 1, 65537, SERVER_SHM_MEMFD, NULL, "/tmp/x", "max peers: 65537 is out of range" },
+		{ 1 << 20, 1, 0, SERVER_SHM_POSIX, "a/b", "/tmp/x", "shm name: 'a/b' is not a POSIX" },
+		{ 1 << 20, 1, 0, SERVER_SHM_POSIX, "/", "/tmp/x", "shm name: '/' is not a POSIX" },
+		{ 1 << 20, 1, 0, SERVER_SHM_FILE, "/nonexistent", "/tmp/x", "shm dir: not a directory" },
 		{ 1 << 20, 1, 0, SERVER_SHM_MEMFD, NULL,
 		  "/tmp/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
-		  "--socket: path too long" },
+		  "socket: path too long" },
 	};
 
 	for (gsize i = 0; i < G_N_ELEMENTS(cases); i++) {
@@ -165,25 +166,6 @@ static void test_sockets(void)
 	server_stop(server);
 	g_assert_false(g_file_test(path, G_FILE_TEST_EXISTS));
 	g_assert_false(g_file_test(ctl, G_FILE_TEST_EXISTS));
-
-	/* Stopping a crashed server clears its stale sockets ... */
-	for (int i = 0; i < 2; i++) {
-		fd = socket(AF_UNIX, SOCK_STREAM, 0);
-		g_strlcpy(addr.sun_path, i ? ctl : path, sizeof(addr.sun_path));
-		g_assert_cmpint(bind(fd, (struct sockaddr *)&addr, sizeof(addr)), ==, 0);
-		close(fd);
-	}
-	g_assert_true(server_stop_daemon(path, 1000, &error));
-	g_assert_no_error(error);
-	g_assert_false(g_file_test(path, G_FILE_TEST_EXISTS));
-	g_assert_false(g_file_test(ctl, G_FILE_TEST_EXISTS));
-	/* ... but leaves a file that is no socket alone. */
-	g_assert_true(g_file_set_contents(path, "x", 1, NULL));
-	g_assert_false(server_stop_daemon(path, 1000, &error));
-	g_assert_nonnull(strstr(error->message, "no ivlab server is running there"));
-	g_clear_error(&error);
-	g_assert_true(g_file_test(path, G_FILE_TEST_EXISTS));
-	g_unlink(path);
 	g_rmdir(dir);
 }
 
@@ -268,14 +250,14 @@ static void test_memory_and_query(void)
 	g_autoptr(GError) error = NULL;
 	g_autoptr(Peer) a = peer_connect(engine->socket_path, &error);
 	g_autoptr(Peer) b = peer_connect(engine->socket_path, &error);
-	struct server_info info;
+	struct serverctl_info info;
 
 	g_assert_no_error(error);
 	g_assert_cmpuint(peer_size(a), ==, 1 << 20);
 	memcpy((char *)peer_memory(a) + 4096, "shared!", 8);
 	g_assert_cmpstr((char *)peer_memory(b) + 4096, ==, "shared!");
 
-	g_assert_true(server_query(engine->socket_path, &info, &error));
+	g_assert_true(serverctl_query(engine->socket_path, &info, &error));
 	g_assert_no_error(error);
 	g_assert_cmpint(info.pid, ==, getpid());
 	g_assert_cmpuint(info.size, ==, 1 << 20);
@@ -286,12 +268,12 @@ static void test_memory_and_query(void)
 	g_assert_cmpuint(info.peer_ids->len, ==, 2);
 	g_assert_cmpuint(g_array_index(info.peer_ids, guint, 0), ==, 0);
 	g_assert_cmpuint(g_array_index(info.peer_ids, guint, 1), ==, 1);
-	server_info_clear(&info);
+	serverctl_info_clear(&info);
 
 	g_clear_pointer(&a, peer_free);
 	g_clear_pointer(&b, peer_free);
 	engine_stop(engine);
-	g_assert_false(server_query("/nonexistent/s.sock", &info, &error));
+	g_assert_false(serverctl_query("/nonexistent/s.sock", &info, &error));
 	g_assert_nonnull(strstr(error->message, "no ivlab server is running there"));
 }
 
@@ -399,7 +381,7 @@ static void test_shm_kinds(void)
 	g_autofree char *dir = g_dir_make_tmp("ivlab-unit-shm.XXXXXX", NULL);
 	struct server_options opts;
 	struct engine *engine;
-	struct server_info info;
+	struct serverctl_info info;
 	struct stat st;
 	g_autoptr(GError) error = NULL;
 
@@ -418,9 +400,9 @@ static void test_shm_kinds(void)
 		/* The last byte is reachable (tmpfs is sparse: nothing else touched). */
 		((volatile char *)peer_memory(peer))[(2ULL << 30) - 1] = 'z';
 	}
-	g_assert_true(server_query(engine->socket_path, &info, NULL));
+	g_assert_true(serverctl_query(engine->socket_path, &info, NULL));
 	g_assert_true(g_str_has_prefix(info.shm, "posix:/ivlab-unit-"));
-	server_info_clear(&info);
+	serverctl_info_clear(&info);
 	engine_stop(engine);
 	g_assert_false(g_file_test(dev_path, G_FILE_TEST_EXISTS));
 
@@ -428,61 +410,13 @@ static void test_shm_kinds(void)
 	opts.shm_kind = SERVER_SHM_FILE;
 	opts.shm_dir = dir;
 	engine = engine_start_with(&opts);
-	g_assert_true(server_query(engine->socket_path, &info, NULL));
+	g_assert_true(serverctl_query(engine->socket_path, &info, NULL));
 	g_assert_true(g_str_has_prefix(info.shm, "file:"));
 	g_assert_cmpint(stat(info.shm + 5, &st), ==, 0);
 	g_assert_cmpint(st.st_size, ==, SERVER_DEFAULT_SIZE);
 	engine_stop(engine);
 	g_assert_false(g_file_test(info.shm + 5, G_FILE_TEST_EXISTS));
-	server_info_clear(&info);
-	g_rmdir(dir);
-}
-
-static void test_spawn_daemon(void)
-{
-	const char *ivlab = g_getenv("IVLAB");
-	g_autofree char *dir = g_dir_make_tmp("ivlab-unit-spawn.XXXXXX", NULL);
-	g_autofree char *path = g_build_filename(dir, "d.sock", NULL);
-	g_autofree char *pidfile = g_build_filename(dir, "d.pid", NULL);
-	g_autofree char *log = g_build_filename(dir, "d.log", NULL);
-	g_autofree char *pid_text = NULL;
-	struct server_options opts;
-	struct server_info info;
-	g_autoptr(GError) error = NULL;
-
-	if (!ivlab || !g_file_test(ivlab, G_FILE_TEST_IS_EXECUTABLE)) {
-		g_test_skip("IVLAB (the built ivlab binary) not set");
-		return;
-	}
-	server_options_init(&opts);
-	opts.socket_path = path;
-	opts.vectors = 8;
-	opts.size = 16 << 20;
-	opts.pidfile = pidfile;
-	opts.log_file = log;
-	opts.socket_mode = 0660;
-	g_assert_true(server_spawn_daemon(ivlab, &opts, &error));
-	g_assert_no_error(error);
-	/* Listening as soon as spawn returns: no waiting. */
-	g_assert_true(server_query(path, &info, &error));
-	g_assert_cmpuint(info.vectors, ==, 8);
-	g_assert_cmpuint(info.size, ==, 16 << 20);
-	g_assert_true(g_file_get_contents(pidfile, &pid_text, NULL, NULL));
-	g_assert_cmpint(atoi(pid_text), ==, info.pid);
-	g_assert_cmpint(info.pid, !=, getpid());
-	server_info_clear(&info);
-
-	g_assert_false(server_spawn_daemon(ivlab, &opts, &error));
-	g_assert_nonnull(strstr(error->message, "a server is already listening there"));
-	g_clear_error(&error);
-
-	g_assert_true(server_stop_daemon(path, 10000, &error));
-	g_assert_no_error(error);
-	g_assert_false(g_file_test(path, G_FILE_TEST_EXISTS));
-	g_assert_false(g_file_test(pidfile, G_FILE_TEST_EXISTS));
-	/* Stopping what is not running is fine (down after a crash). */
-	g_assert_true(server_stop_daemon(path, 1000, &error));
-	g_unlink(log);
+	serverctl_info_clear(&info);
 	g_rmdir(dir);
 }
 
@@ -628,7 +562,6 @@ int main(int argc, char **argv)
 	g_test_add_func("/server/max-peers", test_max_peers);
 	g_test_add_func("/server/ids-wrap", test_ids_wrap);
 	g_test_add_func("/server/shm-kinds", test_shm_kinds);
-	g_test_add_func("/server/spawn-daemon", test_spawn_daemon);
 	g_test_add_func("/peer/bad-servers", test_peer_bad_servers);
 	return g_test_run();
 }

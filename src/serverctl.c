@@ -1,0 +1,324 @@
+/* serverctl.c: the other side of a running `ivlab server`: read its control
+ * socket's report, start a daemon and wait until it listens, stop one. */
+#include "config.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+
+#include "ivlab.h"
+#include "serverctl.h"
+
+/* How long a server may take to send its report. */
+#define SERVERCTL_QUERY_TIMEOUT_S 5
+
+void serverctl_info_clear(struct serverctl_info *info)
+{
+	g_free(info->shm);
+	g_free(info->socket_path);
+	if (info->peer_ids)
+		g_array_unref(info->peer_ids);
+	memset(info, 0, sizeof(*info));
+}
+
+/* ---- query ---- */
+
+static gboolean parse_uint(const char *text, guint64 max, guint64 *value)
+{
+	return g_ascii_string_to_unsigned(text, 10, 0, max, value, NULL);
+}
+
+static gboolean parse_ids(const char *text, GArray *ids)
+{
+	g_auto(GStrv) words = g_strsplit(text, " ", -1);
+
+	for (guint i = 0; words[i]; i++) {
+		guint64 value;
+		guint id;
+
+		if (!*words[i])
+			continue;
+		if (!parse_uint(words[i], SERVER_PEER_ID_MAX, &value))
+			return FALSE;
+		id = (guint)value;
+		g_array_append_val(ids, id);
+	}
+	return TRUE;
+}
+
+/* One "key value" line into info; FALSE if a known key has a bad value. */
+static gboolean parse_line(const char *key, const char *arg, struct serverctl_info *info)
+{
+	guint64 value;
+
+	if (strcmp(key, SERVER_CONTROL_PID) == 0) {
+		if (!parse_uint(arg, G_MAXINT32, &value))
+			return FALSE;
+		info->pid = (pid_t)value;
+	} else if (strcmp(key, SERVER_CONTROL_SOCKET) == 0) {
+		g_free(info->socket_path);
+		info->socket_path = g_strdup(arg);
+	} else if (strcmp(key, SERVER_CONTROL_SIZE) == 0) {
+		return parse_uint(arg, G_MAXUINT64, &info->size);
+	} else if (strcmp(key, SERVER_CONTROL_VECTORS) == 0) {
+		if (!parse_uint(arg, SERVER_VECTORS_MAX, &value))
+			return FALSE;
+		info->vectors = (guint)value;
+	} else if (strcmp(key, SERVER_CONTROL_SHM) == 0) {
+		g_free(info->shm);
+		info->shm = g_strdup(arg);
+	} else if (strcmp(key, SERVER_CONTROL_MAX_PEERS) == 0) {
+		if (!parse_uint(arg, SERVER_PEERS_LIMIT, &value))
+			return FALSE;
+		info->max_peers = (guint)value;
+	} else if (strcmp(key, SERVER_CONTROL_BACKLOG) == 0) {
+		g_autoptr(GArray) ids = g_array_new(FALSE, FALSE, sizeof(guint));
+
+		if (!parse_ids(arg, ids))
+			return FALSE;
+		info->backlogged = ids->len;
+	} else if (strcmp(key, SERVER_CONTROL_PEERS) == 0) {
+		g_array_set_size(info->peer_ids, 0);
+		return parse_ids(arg, info->peer_ids);
+	}
+	/* Other keys (peer-count, or a newer server's) are not needed. */
+	return TRUE;
+}
+
+static gboolean parse_report(const char *path, const char *text, struct serverctl_info *info,
+			     GError **error)
+{
+	g_auto(GStrv) lines = g_strsplit(text, "\n", -1);
+	gboolean ended = FALSE;
+
+	if (!g_str_has_prefix(text, SERVER_CONTROL_HEADER "\n"))
+		return ivlab_fail(error, "%s: not an ivlab server control socket", path);
+	info->peer_ids = g_array_new(FALSE, FALSE, sizeof(guint));
+	for (guint i = 1; lines[i] && !ended; i++) {
+		const char *line = lines[i];
+		const char *space = strchr(line, ' ');
+		g_autofree char *key = space ? g_strndup(line, space - line) : g_strdup(line);
+
+		ended = strcmp(key, SERVER_CONTROL_END) == 0;
+		if (!ended && !parse_line(key, space ? space + 1 : "", info))
+			return ivlab_fail(error, "%s: bad line in the server's report: %s", path, line);
+	}
+	if (!ended || !info->vectors || !info->size)
+		return ivlab_fail(error, "%s: truncated report from the server", path);
+	return TRUE;
+}
+
+/* Everything the server at control_path sends until EOF, in text. */
+static gboolean read_report(int fd, const char *control_path, GString *text, GError **error)
+{
+	gint64 deadline = g_get_monotonic_time() + SERVERCTL_QUERY_TIMEOUT_S * G_USEC_PER_SEC;
+
+	for (;;) {
+		char buf[4096];
+		struct timeval tv;
+		gint64 left = deadline - g_get_monotonic_time();
+		ssize_t n;
+
+		if (left <= 0)
+			return ivlab_fail(error, "%s: the server did not answer within %d s",
+					  control_path, SERVERCTL_QUERY_TIMEOUT_S);
+		tv.tv_sec = left / G_USEC_PER_SEC;
+		tv.tv_usec = left % G_USEC_PER_SEC;
+		setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+		n = recv(fd, buf, sizeof(buf), 0);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK)
+			return ivlab_fail(error, "%s: recv: %s", control_path, g_strerror(errno));
+		if (n == 0)
+			return TRUE;
+		if (n > 0)
+			g_string_append_len(text, buf, n);
+		if (text->len > SERVER_CONTROL_REPORT_MAX)
+			return ivlab_fail(error, "%s: the server's report is longer than %d bytes",
+					  control_path, SERVER_CONTROL_REPORT_MAX);
+	}
+}
+
+gboolean serverctl_query(const char *socket_path, struct serverctl_info *info, GError **error)
+{
+	g_autofree char *path = server_control_path(socket_path);
+	struct sockaddr_un addr = { .sun_family = AF_UNIX };
+	g_autoptr(GString) text = g_string_new(NULL);
+	gboolean ok;
+	int fd;
+
+	memset(info, 0, sizeof(*info));
+	if (strlen(path) >= sizeof(addr.sun_path))
+		return ivlab_fail(error, "%s: path too long for a UNIX socket", path);
+	g_strlcpy(addr.sun_path, path, sizeof(addr.sun_path));
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return ivlab_fail(error, "socket: %s", g_strerror(errno));
+	if (connect(fd, (struct sockaddr *)&addr, sizeof(addr)) < 0) {
+		int saved = errno;
+
+		close(fd);
+		if (saved == ENOENT || saved == ECONNREFUSED)
+			return ivlab_fail(error, "%s: no ivlab server is running there (%s)",
+					  socket_path, g_strerror(saved));
+		return ivlab_fail(error, "%s: connect: %s", path, g_strerror(saved));
+	}
+	ok = read_report(fd, path, text, error);
+	close(fd);
+	if (!ok)
+		return FALSE;
+	if (!parse_report(path, text->str, info, error)) {
+		serverctl_info_clear(info);
+		return FALSE;
+	}
+	return TRUE;
+}
+
+gboolean serverctl_running(const char *socket_path)
+{
+	struct serverctl_info info;
+	gboolean running = serverctl_query(socket_path, &info, NULL);
+
+	if (running)
+		serverctl_info_clear(&info);
+	return running;
+}
+
+/* ---- spawn ---- */
+
+/* `ivlab server --daemon` with opts as options. */
+static char **daemon_argv(const char *ivlab_binary, const struct server_options *opts)
+{
+	GPtrArray *argv = g_ptr_array_new();
+
+	g_ptr_array_add(argv, g_strdup(ivlab_binary));
+	g_ptr_array_add(argv, g_strdup("server"));
+	g_ptr_array_add(argv, g_strdup("--daemon"));
+	g_ptr_array_add(argv, g_strdup_printf("--socket=%s", opts->socket_path));
+	g_ptr_array_add(argv, g_strdup_printf("--size=%" G_GUINT64_FORMAT, opts->size));
+	g_ptr_array_add(argv, g_strdup_printf("--vectors=%u", opts->vectors));
+	if (opts->shm_kind == SERVER_SHM_POSIX)
+		g_ptr_array_add(argv, g_strdup_printf("--shm-name=%s", opts->shm_name));
+	else if (opts->shm_kind == SERVER_SHM_FILE)
+		g_ptr_array_add(argv, g_strdup_printf("--shm-dir=%s", opts->shm_dir));
+	if (opts->max_peers)
+		g_ptr_array_add(argv, g_strdup_printf("--max-peers=%u", opts->max_peers));
+	if (opts->socket_mode >= 0)
+		g_ptr_array_add(argv, g_strdup_printf("--socket-mode=%04o", opts->socket_mode));
+	if (opts->socket_group)
+		g_ptr_array_add(argv, g_strdup_printf("--socket-group=%s", opts->socket_group));
+	if (opts->stall_ms)
+		g_ptr_array_add(argv, g_strdup_printf("--stall-timeout=%d", opts->stall_ms));
+	if (opts->pidfile)
+		g_ptr_array_add(argv, g_strdup_printf("--pidfile=%s", opts->pidfile));
+	if (opts->log_file)
+		g_ptr_array_add(argv, g_strdup_printf("--log-file=%s", opts->log_file));
+	g_ptr_array_add(argv, NULL);
+	return (char **)g_ptr_array_free(argv, FALSE);
+}
+
+gboolean serverctl_spawn_binary(const char *ivlab_binary, const struct server_options *opts,
+				GError **error)
+{
+	g_auto(GStrv) argv = daemon_argv(ivlab_binary, opts);
+	g_autofree char *err_text = NULL;
+	g_autoptr(GError) spawn_error = NULL;
+	const char *message;
+	int status;
+
+	/* `ivlab server --daemon` exits once its grandchild listens, or with
+	 * the grandchild's error on stderr. */
+	if (!g_spawn_sync(NULL, argv, NULL, G_SPAWN_STDOUT_TO_DEV_NULL, NULL, NULL, NULL, &err_text,
+			  &status, &spawn_error))
+		return ivlab_fail(error, "cannot run %s: %s", ivlab_binary, spawn_error->message);
+	if (g_spawn_check_wait_status(status, NULL))
+		return TRUE;
+	g_strstrip(err_text);
+	/* main() wrote "ivlab: what: detail"; keep what and detail. */
+	message = g_str_has_prefix(err_text, "ivlab: ") ? err_text + strlen("ivlab: ") : err_text;
+	return ivlab_fail(error, "%s", *message ? message : "ivlab server failed without a message");
+}
+
+gboolean serverctl_spawn(const struct server_options *opts, GError **error)
+{
+	g_autoptr(GError) link_error = NULL;
+	g_autofree char *self = g_file_read_link("/proc/self/exe", &link_error);
+
+	if (!self)
+		return ivlab_fail(error, "cannot find the ivlab binary: %s", link_error->message);
+	return serverctl_spawn_binary(self, opts, error);
+}
+
+/* ---- stop ---- */
+
+/* A socket file nobody listens on (connect is refused). */
+static gboolean socket_is_dead(const char *path)
+{
+	struct sockaddr_un addr = { .sun_family = AF_UNIX };
+	struct stat st;
+	int fd, status;
+
+	if (lstat(path, &st) < 0 || !S_ISSOCK(st.st_mode) || strlen(path) >= sizeof(addr.sun_path))
+		return FALSE;
+	g_strlcpy(addr.sun_path, path, sizeof(addr.sun_path));
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd < 0)
+		return FALSE;
+	status = connect(fd, (struct sockaddr *)&addr, sizeof(addr));
+	status = status < 0 && errno == ECONNREFUSED;
+	close(fd);
+	return status;
+}
+
+/* Alive and not a zombie nobody reaps. */
+static gboolean process_alive(pid_t pid)
+{
+	g_autofree char *path = g_strdup_printf("/proc/%ld/stat", (long)pid);
+	g_autofree char *text = NULL;
+	const char *paren;
+
+	if (kill(pid, 0) < 0 && errno == ESRCH)
+		return FALSE;
+	if (!g_file_get_contents(path, &text, NULL, NULL))
+		return FALSE;
+	paren = strrchr(text, ')');
+	return !(paren && paren[1] == ' ' && (paren[2] == 'Z' || paren[2] == 'X'));
+}
+
+gboolean serverctl_stop(const char *socket_path, int timeout_ms, GError **error)
+{
+	struct serverctl_info info;
+	g_autoptr(GError) query_error = NULL;
+	g_autofree char *control = server_control_path(socket_path);
+	gint64 deadline = g_get_monotonic_time() + timeout_ms * (gint64)1000;
+	pid_t pid;
+
+	if (!serverctl_query(socket_path, &info, &query_error)) {
+		/* Nobody serves: clear what a crashed server left. A server
+		 * that is alive but slow to answer keeps its sockets. */
+		if (socket_is_dead(socket_path))
+			unlink(socket_path);
+		if (socket_is_dead(control))
+			unlink(control);
+		if (g_file_test(socket_path, G_FILE_TEST_EXISTS))
+			return ivlab_fail(error, "%s", query_error->message);
+		return TRUE;
+	}
+	pid = info.pid;
+	serverctl_info_clear(&info);
+	if (pid <= 1 || kill(pid, SIGTERM) < 0)
+		return ivlab_fail(error, "%s: cannot signal server pid %ld: %s", socket_path,
+				  (long)pid, g_strerror(pid <= 1 ? EINVAL : errno));
+	while (g_file_test(socket_path, G_FILE_TEST_EXISTS) || process_alive(pid)) {
+		if (g_get_monotonic_time() >= deadline)
+			return ivlab_fail(error, "%s: server pid %ld did not stop within %d ms",
+					  socket_path, (long)pid, timeout_ms);
+		g_usleep(10000);
+	}
+	return TRUE;
+}
