@@ -190,7 +190,7 @@ static void guest_pingpong(struct bench *bench, const struct lab_region *region,
 
 	if (!item)
 		return;
-	ivlab_info("%s: %u rounds", name, item->iterations);
+	ivlab_info("%s: %u rounds", item->name, item->iterations);
 	if (initiator_id < 0 || responder_id < 0) {
 		item->error = g_strdup("a guest has no IVPosition on the region");
 		return;
@@ -269,7 +269,7 @@ static void host_pingpong(struct bench *bench, const struct lab_region *region, 
 
 	if (!item)
 		return;
-	ivlab_info("%s: %u rounds", name, item->iterations);
+	ivlab_info("%s: %u rounds", item->name, item->iterations);
 	if (!*peer) {
 		item->error = g_strdup(peer_why);
 		return;
