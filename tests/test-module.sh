@@ -5,7 +5,7 @@
 . "$top_srcdir/tests/lib.sh"
 
 [ "$IVLAB_MODULE_BUILD" = yes ] ||
-	skip_or_fail "make did not build the module: no kernel headers (Debian package linux-headers-amd64, then configure)"
+	skip_or_fail "make did not build the module: configure found no kernel headers (Debian package linux-headers-amd64) or had --disable-module-build"
 
 dir=$top_builddir/src/guest/module
 check "make built ivlab.ko against $KERNEL_BUILD_DIR" [ -s "$dir/ivlab.ko" ]
