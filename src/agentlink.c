@@ -39,7 +39,7 @@ struct agent_link *agent_link_new_fd(int fd, const char *name)
 struct agent_link *agent_link_open(virDomainPtr dom, const char *name, gboolean force,
 				   GError **error)
 {
-	VirtLink *vlink = virt_open_channel(dom, "org.ivlab.agent.0", force, error);
+	VirtLink *vlink = virt_open_channel(dom, IVLAB_AGENT_PORT, force, error);
 	struct agent_link *link;
 
 	if (!vlink)
@@ -113,13 +113,13 @@ static char *read_line(struct agent_link *link, const char *verb, gint64 deadlin
 				line[length - 1] = '\0';
 			return line;
 		}
-		if (link->input->len > AGENT_RESPONSE_MAX) {
+		if (link->input->len > IVLAB_AGENT_RESPONSE_MAX) {
 			/* The rest of that line would be taken for the next answer. */
 			link->broken = TRUE;
 			g_string_truncate(link->input, 0);
 			g_set_error(error, IVLAB_ERROR, IVLAB_ERROR_FAILED,
 				    "%s: agent: %s: response longer than %d bytes", link->name,
-				    verb, AGENT_RESPONSE_MAX);
+				    verb, IVLAB_AGENT_RESPONSE_MAX);
 			return NULL;
 		}
 		if (link->eof) {
@@ -161,7 +161,7 @@ static char *read_line(struct agent_link *link, const char *verb, gint64 deadlin
 
 static gboolean is_ready_line(const char *line)
 {
-	return g_str_has_prefix(line, "ready ") || strcmp(line, "ready") == 0;
+	return g_str_has_prefix(line, IVLAB_AGENT_READY " ") || strcmp(line, IVLAB_AGENT_READY) == 0;
 }
 
 char *agent_percent_decode(const char *text)
@@ -265,10 +265,10 @@ static gboolean send_request(struct agent_link *link, const char *line, GError *
 {
 	g_autofree char *verb = g_strndup(line, strcspn(line, " "));
 
-	if (strlen(line) >= AGENT_LINE_MAX) {
+	if (strlen(line) >= IVLAB_AGENT_LINE_MAX) {
 		g_set_error(error, IVLAB_ERROR, IVLAB_ERROR_FAILED,
 			    "%s: agent: %s: request longer than %d bytes", link->name, verb,
-			    AGENT_LINE_MAX);
+			    IVLAB_AGENT_LINE_MAX);
 		return FALSE;
 	}
 	ivlab_debug("%s: agent <- %.200s", link->name, line);
@@ -320,11 +320,11 @@ AgentReply *agent_hello(struct agent_link *link, int timeout_ms, GError **error)
 	gint64 deadline = g_get_monotonic_time() + (gint64)timeout_ms * 1000;
 	guint outstanding = 0;
 
-	if (!send_line(link, "hello", "hello", error))
+	if (!send_line(link, IVLAB_AGENT_HELLO, IVLAB_AGENT_HELLO, error))
 		return NULL;
 	outstanding++;
 	for (;;) {
-		g_autofree char *line = read_line(link, "hello", deadline, error);
+		g_autofree char *line = read_line(link, IVLAB_AGENT_HELLO, deadline, error);
 		g_autofree char *code = NULL, *message = NULL;
 		AgentReply *reply = NULL;
 
@@ -332,7 +332,7 @@ AgentReply *agent_hello(struct agent_link *link, int timeout_ms, GError **error)
 			return NULL;
 		if (is_ready_line(line)) {
 			/* The agent (re)opened its port: a hello sent before may be lost. */
-			if (!send_line(link, "hello", "hello", error))
+			if (!send_line(link, IVLAB_AGENT_HELLO, IVLAB_AGENT_HELLO, error))
 				return NULL;
 			outstanding++;
 			continue;
@@ -347,8 +347,8 @@ AgentReply *agent_hello(struct agent_link *link, int timeout_ms, GError **error)
 		/* Answers to the hellos still in flight come next: read them off
 		 * so the next request gets its own answer. */
 		while (outstanding) {
-			g_autofree char *extra = read_line(link, "hello", g_get_monotonic_time() + 2000000,
-							   NULL);
+			g_autofree char *extra = read_line(link, IVLAB_AGENT_HELLO,
+							   g_get_monotonic_time() + 2000000, NULL);
 
 			if (!extra)
 				break;
@@ -356,11 +356,11 @@ AgentReply *agent_hello(struct agent_link *link, int timeout_ms, GError **error)
 				outstanding--;
 		}
 		const char *proto = agent_reply_get(reply, "proto");
-		if (!proto || strcmp(proto, G_STRINGIFY(AGENT_PROTO)) != 0) {
+		if (!proto || strcmp(proto, G_STRINGIFY(IVLAB_AGENT_PROTO)) != 0) {
 			g_set_error(error, IVLAB_ERROR, IVLAB_ERROR_FAILED,
 				    "%s: agent: speaks protocol %s, ivlab speaks %d (rebuild the image: "
 				    "'ivlab image build')", link->name, proto ? proto : "(none)",
-				    AGENT_PROTO);
+				    IVLAB_AGENT_PROTO);
 			g_hash_table_unref(reply);
 			return NULL;
 		}
@@ -400,38 +400,14 @@ gboolean agent_reply_i64(AgentReply *reply, const char *key, gint64 *value, GErr
 	return TRUE;
 }
 
-guint64 agent_splitmix64(guint64 z)
-{
-	z += 0x9e3779b97f4a7c15ULL;
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-	return z ^ (z >> 31);
-}
-
-static guint8 pattern_byte(guint64 offset, guint64 seed)
-{
-	return (guint8)(agent_splitmix64(seed ^ (offset / 8)) >> (8 * (offset % 8)));
-}
-
 void agent_pattern_fill(guint8 *buffer, guint64 offset, gsize length, guint64 seed)
 {
-	for (gsize i = 0; i < length; i++)
-		buffer[i] = pattern_byte(offset + i, seed);
+	ivlab_pattern_fill(buffer, offset, length, seed);
 }
 
 gint64 agent_pattern_check(const guint8 *buffer, guint64 offset, gsize length, guint64 seed)
 {
-	guint64 word_index = G_MAXUINT64, word = 0;
+	guint64 bad = ivlab_pattern_check(buffer, offset, length, seed);
 
-	for (gsize i = 0; i < length; i++) {
-		guint64 at = offset + i;
-
-		if (at / 8 != word_index) {
-			word_index = at / 8;
-			word = agent_splitmix64(seed ^ word_index);
-		}
-		if (buffer[i] != (guint8)(word >> (8 * (at % 8))))
-			return (gint64)at;
-	}
-	return -1;
+	return bad == length ? -1 : (gint64)(offset + bad);
 }

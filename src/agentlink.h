@@ -5,11 +5,9 @@
 
 #include <glib.h>
 
-#include "virt.h"
+#include <ivlab-agent.h>
 
-#define AGENT_PROTO 1
-#define AGENT_LINE_MAX 4096
-#define AGENT_RESPONSE_MAX (1 << 20)
+#include "virt.h"
 
 struct agent_link;
 typedef struct agent_link AgentLink;
@@ -17,7 +15,7 @@ typedef struct agent_link AgentLink;
 /* Speak over fd (a UNIX socket chardev, a socket pair); name labels errors.
  * The link closes fd when it is freed. */
 struct agent_link *agent_link_new_fd(int fd, const char *name);
-/* Open the domain's org.ivlab.agent.0 channel through libvirt; force takes
+/* Open the domain's IVLAB_AGENT_PORT channel through libvirt; force takes
  * it over from another client (which then sees EOF). */
 struct agent_link *agent_link_open(virDomainPtr dom, const char *name, gboolean force,
 				   GError **error);
@@ -58,8 +56,7 @@ gboolean agent_parse_line(const char *line, AgentReply **reply, char **code, cha
 char *agent_percent_decode(const char *text);
 char *agent_percent_encode(const char *text);
 
-/* The pattern of PROTOCOL.md. */
-guint64 agent_splitmix64(guint64 z);
+/* The pattern of PROTOCOL.md (ivlab_pattern_fill/check of ivlab-agent.h). */
 void agent_pattern_fill(guint8 *buffer, guint64 offset, gsize length, guint64 seed);
 /* -1 when all match, else the first bad absolute offset. */
 gint64 agent_pattern_check(const guint8 *buffer, guint64 offset, gsize length, guint64 seed);

@@ -4,6 +4,8 @@
 #include <string.h>
 #include <libxml/tree.h>
 
+#include <ivlab-agent.h>
+
 #include "domxml.h"
 #include "ivlab.h"
 
@@ -179,7 +181,7 @@ static void add_devices(xmlNode *domain, const struct lab *lab, const struct lab
 	attr(child(node, "source", NULL), "mode", "bind");
 	target = child(node, "target", NULL);
 	attr(target, "type", "virtio");
-	attr(target, "name", DOMXML_AGENT_CHANNEL);
+	attr(target, "name", IVLAB_AGENT_PORT);
 
 	for (guint i = 0; i < guest->regions->len; i++)
 		add_shmem(devices, lab, g_ptr_array_index(guest->regions, i), shmem_bus,

@@ -8,7 +8,6 @@
 
 #define DOMXML_METADATA_NS "http://ivlab.org/xmlns/ivlab/1"
 #define DOMXML_METADATA_PREFIX "ivlab"
-#define DOMXML_AGENT_CHANNEL "org.ivlab.agent.0"
 /* The first PCI slot of the shmem devices; region i of a guest sits at
  * slot DOMXML_SHMEM_SLOT + i on the bus that carries them. */
 #define DOMXML_SHMEM_SLOT 0x10

@@ -219,7 +219,7 @@ static char *bytes_sha256(GBytes *bytes)
 
 static gboolean running_from_tree(void)
 {
-	return strcmp(ivlab_datadir(), IVLAB_SRCDIR) == 0;
+	return ivlab_source_dir() && strcmp(ivlab_datadir(), ivlab_source_dir()) == 0;
 }
 
 /* The guest sources: module (Kbuild, ivlab_drv.c, include/) and /init. */
@@ -247,7 +247,8 @@ static char *find_agent(const char *arch, GError **error)
 {
 	g_autofree char *name = g_strdup_printf("ivlab-agent-%s", arch);
 	const char *env = g_getenv("IVLAB_AGENT_DIR");
-	g_autofree char *built = g_build_filename(IVLAB_BUILDDIR, "src", "guest", name, NULL);
+	const char *build_dir = ivlab_build_dir();
+	g_autofree char *built = build_dir ? g_build_filename(build_dir, "src", "guest", name, NULL) : NULL;
 	g_autofree char *installed = g_build_filename(IVLAB_LIBEXECDIR, name, NULL);
 	const char *order[2];
 
@@ -262,10 +263,10 @@ static char *find_agent(const char *arch, GError **error)
 	order[0] = running_from_tree() ? built : installed;
 	order[1] = running_from_tree() ? installed : built;
 	for (gsize i = 0; i < G_N_ELEMENTS(order); i++)
-		if (g_file_test(order[i], G_FILE_TEST_IS_REGULAR))
+		if (order[i] && g_file_test(order[i], G_FILE_TEST_IS_REGULAR))
 			return g_strdup(order[i]);
-	ivlab_fail(error, "image: the %s agent is not built (looked for %s and %s): run make%s", arch,
-	     order[0], order[1],
+	ivlab_fail(error, "image: the %s agent is not built (looked for %s%s%s): run make%s", arch,
+	     order[0], order[1] ? " and " : "", order[1] ? order[1] : "",
 	     strcmp(arch, "aarch64") == 0 ? " with gcc-aarch64-linux-gnu installed" : "");
 	return NULL;
 }

@@ -100,10 +100,16 @@ int ivlab_verbosity(void);
 void ivlab_info(const char *fmt, ...) G_GNUC_PRINTF(1, 2);
 void ivlab_debug(const char *fmt, ...) G_GNUC_PRINTF(1, 2);
 
-/* Directories: $IVLAB_DATADIR / installed data / the source tree for the
- * shipped labs and schema; $IVLAB_STATE_DIR or /var/lib/ivlab (root) or
- * $XDG_STATE_HOME/ivlab for images and running labs. */
+/* Directories: $IVLAB_DATADIR / the source tree (when run uninstalled) /
+ * installed data for the shipped labs and schema; $IVLAB_STATE_DIR or
+ * /var/lib/ivlab (root) or $XDG_STATE_HOME/ivlab for images and running labs. */
 const char *ivlab_datadir(void);
+/* The source and build trees when this ivlab runs from its build tree, as
+ * IVLAB_UNINSTALLED_CONF beside the executable names them; NULL once
+ * installed (make writes that file and never installs it). */
+#define IVLAB_UNINSTALLED_CONF "ivlab-uninstalled.conf"
+const char *ivlab_source_dir(void);
+const char *ivlab_build_dir(void);
 const char *ivlab_state_dir(void);
 char *ivlab_lab_dir(const char *lab_name);
 char *ivlab_image_dir(const char *arch);

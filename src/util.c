@@ -103,6 +103,49 @@ void ivlab_debug(const char *fmt, ...)
 	va_end(ap);
 }
 
+/* Read once: [uninstalled] srcdir= and builddir= of the file make writes
+ * beside the ivlab it builds. No path of the build is compiled in. */
+static struct {
+	gboolean read;
+	char *srcdir;
+	char *builddir;
+} uninstalled;
+
+static void read_uninstalled(void)
+{
+	g_autofree char *exe = NULL, *dir = NULL, *conf = NULL;
+	g_autoptr(GKeyFile) file = g_key_file_new();
+
+	if (uninstalled.read)
+		return;
+	uninstalled.read = TRUE;
+	exe = g_file_read_link("/proc/self/exe", NULL);
+	if (!exe)
+		return;
+	dir = g_path_get_dirname(exe);
+	conf = g_build_filename(dir, IVLAB_UNINSTALLED_CONF, NULL);
+	if (!g_key_file_load_from_file(file, conf, G_KEY_FILE_NONE, NULL))
+		return;
+	uninstalled.srcdir = g_key_file_get_string(file, "uninstalled", "srcdir", NULL);
+	uninstalled.builddir = g_key_file_get_string(file, "uninstalled", "builddir", NULL);
+	if (!uninstalled.srcdir || !uninstalled.builddir) {
+		g_clear_pointer(&uninstalled.srcdir, g_free);
+		g_clear_pointer(&uninstalled.builddir, g_free);
+	}
+}
+
+const char *ivlab_source_dir(void)
+{
+	read_uninstalled();
+	return uninstalled.srcdir;
+}
+
+const char *ivlab_build_dir(void)
+{
+	read_uninstalled();
+	return uninstalled.builddir;
+}
+
 const char *ivlab_datadir(void)
 {
 	static char *dir;
@@ -114,13 +157,9 @@ const char *ivlab_datadir(void)
 		dir = g_strdup(env);
 		return dir;
 	}
-	/* An installed ivlab uses its installed labs; one run from the build
-	 * tree uses the source tree's. */
-	g_autofree char *installed = g_build_filename(IVLAB_PKGDATADIR, "domains", "lab.rng", NULL);
-	if (g_file_test(installed, G_FILE_TEST_EXISTS))
-		dir = g_strdup(IVLAB_PKGDATADIR);
-	else
-		dir = g_strdup(IVLAB_SRCDIR);
+	/* One run from the build tree uses the source tree's labs; an
+	 * installed one its installed labs. */
+	dir = g_strdup(ivlab_source_dir() ? ivlab_source_dir() : IVLAB_PKGDATADIR);
 	return dir;
 }
 

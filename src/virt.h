@@ -64,7 +64,7 @@ char *virt_log_tail(virDomainPtr dom, gsize max_bytes);
 /* A stream bridged to a socket: reads and writes on fd reach the domain's
  * channel or console; EOF on fd when the stream ends. */
 struct virt_link;
-/* The virtio-serial channel named name (e.g. org.ivlab.agent.0). */
+/* The virtio-serial channel named name (e.g. IVLAB_AGENT_PORT). */
 struct virt_link *virt_open_channel(virDomainPtr dom, const char *name, gboolean force,
 				    GError **error);
 /* The serial console; force takes it over from another client. */

@@ -2,6 +2,7 @@
 # TAP output, the agent protocol client, the seeded pattern, QEMU guests.
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -11,6 +12,19 @@ import time
 import urllib.parse
 
 MASK64 = (1 << 64) - 1
+
+
+def agent_protocol(name):
+    """A #define of the protocol header both the agent and ivlab include."""
+    header = os.path.join(os.environ.get("top_srcdir", "."), "src", "guest", "include", "ivlab-agent.h")
+    with open(header) as f:
+        match = re.search(r"^#define %s\s+(.+?)\s*$" % name, f.read(), re.M)
+    if not match:
+        raise KeyError("%s: no #define %s" % (header, name))
+    return match.group(1).strip('"')
+
+
+AGENT_PORT = agent_protocol("IVLAB_AGENT_PORT")
 
 
 class Tap:
@@ -288,7 +302,7 @@ class Guest:
             bus = "bus=br2,"
         cmd += ["-device", "virtio-serial-pci",
                 "-chardev", "socket,id=agent,path=%s,server=on,wait=off" % self.agent_path,
-                "-device", "virtserialport,chardev=agent,name=org.ivlab.agent.0"]
+                "-device", "virtserialport,chardev=agent,name=" + AGENT_PORT]
         for i, region in enumerate(self.regions):
             addr = "%saddr=0x%02x" % (bus, self.first_slot + i)
             if region.mode == "plain":

@@ -13,6 +13,12 @@ import sys
 import tempfile
 import time
 import urllib.parse
+import importlib.util
+
+spec = importlib.util.spec_from_file_location(
+    "guestlib", os.path.join(os.environ.get("top_srcdir", "."), "tests", "test-guest-lib.py"))
+guestlib = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(guestlib)
 
 spec = importlib.util.spec_from_file_location(
     "guestlib", os.path.join(os.path.dirname(os.path.abspath(__file__)), "test-guest-lib.py"))
@@ -105,7 +111,7 @@ def boot(arch, image, workdir):
         "-append", "console=%s panic=-1 ivlab.guest=boot-%s ivlab.lab=image-test" % (image["console"], arch),
         "-device", "virtio-serial",
         "-chardev", "socket,id=agent,path=%s,server=on,wait=off" % sock,
-        "-device", "virtserialport,chardev=agent,name=org.ivlab.agent.0",
+        "-device", "virtserialport,chardev=agent,name=" + guestlib.AGENT_PORT,
     ]
     start = time.monotonic()
     proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,

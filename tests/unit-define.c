@@ -16,7 +16,7 @@ static void ignore_libvirt_errors(void *data, virErrorPtr error)
 static void test_define(gconstpointer data)
 {
 	const char *file = data;
-	g_autofree char *path = g_build_filename(g_getenv("top_srcdir") ? g_getenv("top_srcdir") : IVLAB_SRCDIR,
+	g_autofree char *path = g_build_filename(g_getenv("top_srcdir") ? g_getenv("top_srcdir") : ".",
 						 "domains", file, NULL);
 	g_autoptr(GError) error = NULL;
 	g_autoptr(Lab) lab = lab_load(path, &error);

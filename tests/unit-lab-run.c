@@ -55,7 +55,7 @@ static void test_pattern(void)
 	guint8 buffer[64];
 
 	/* splitmix64's well-known first output for state 0. */
-	g_assert_cmphex(agent_splitmix64(0), ==, 0xe220a8397b1dcdafULL);
+	g_assert_cmphex(ivlab_splitmix64(0), ==, 0xe220a8397b1dcdafULL);
 	agent_pattern_fill(buffer, 0, sizeof(buffer), 0);
 	g_assert_cmphex(buffer[0], ==, 0xaf);
 	g_assert_cmphex(buffer[7], ==, 0xe2);
@@ -65,6 +65,15 @@ static void test_pattern(void)
 	buffer[21] ^= 1;
 	g_assert_cmpint(agent_pattern_check(buffer, 0, sizeof(buffer), 0), ==, 21);
 	g_assert_cmpint(agent_pattern_check(buffer, 0, sizeof(buffer), 1), ==, 0);
+	/* Whole words and the bytes around them agree with the byte rule at
+	 * every start alignment, and a bad byte inside a word is found. */
+	for (guint64 start = 0; start < 9; start++) {
+		agent_pattern_fill(buffer, start, 40, 42);
+		for (guint64 i = 0; i < 40; i++)
+			g_assert_cmphex(buffer[i], ==, ivlab_pattern_byte(42, start + i));
+		buffer[30] ^= 0x80;
+		g_assert_cmpint(agent_pattern_check(buffer, start, 40, 42), ==, start + 30);
+	}
 }
 
 /* A scripted agent on the other end of a socket pair: reads lines, answers
@@ -182,7 +191,7 @@ static gpointer endless_agent(gpointer data)
 	char chunk[4096];
 
 	memset(chunk, 'x', sizeof(chunk));
-	for (gsize sent = 0; sent < 2 * AGENT_RESPONSE_MAX; sent += sizeof(chunk))
+	for (gsize sent = 0; sent < 2 * IVLAB_AGENT_RESPONSE_MAX; sent += sizeof(chunk))
 		if (send(fd, chunk, sizeof(chunk), MSG_NOSIGNAL) < 0)
 			break;
 	close(fd);

@@ -52,7 +52,7 @@ static bool cmd_hello(struct request *req, struct reply *reply)
 	regions_rescan_if_missing();
 	uname(&uts);
 	reply_add(reply, "ok proto=%d agent=%s arch=%s kernel=%s guest=%s lab=%s regions=%d",
-		  PROTO_VERSION, IVLAB_AGENT_VERSION, uts.machine, uts.release,
+		  IVLAB_AGENT_PROTO, IVLAB_AGENT_VERSION, uts.machine, uts.release,
 		  agent.guest[0] ? agent.guest : "none", agent.lab[0] ? agent.lab : "none",
 		  agent.nregions);
 	return true;
@@ -95,7 +95,7 @@ static bool cmd_fill(struct request *req, struct reply *reply)
 	if (!region || !arg_range(req, region, &offset, &length, UINT64_MAX, reply) ||
 	    !arg_u64(req, "seed", UINT64_MAX, &seed, reply) || !args_all_used(req, reply))
 		return false;
-	pattern_fill(region->map + offset, offset, length, seed);
+	ivlab_pattern_fill(region->map + offset, offset, length, seed);
 	reply_add(reply, "ok");
 	return true;
 }
@@ -108,12 +108,12 @@ static bool cmd_verify(struct request *req, struct reply *reply)
 	if (!region || !arg_range(req, region, &offset, &length, UINT64_MAX, reply) ||
 	    !arg_u64(req, "seed", UINT64_MAX, &seed, reply) || !args_all_used(req, reply))
 		return false;
-	bad = pattern_check(region->map + offset, offset, length, seed);
+	bad = ivlab_pattern_check(region->map + offset, offset, length, seed);
 	if (bad == length)
 		reply_add(reply, "ok match=1");
 	else
 		reply_add(reply, "ok match=0 bad_offset=%" PRIu64 " expected=%u actual=%u",
-			  offset + bad, pattern_byte(seed, offset + bad), region->map[offset + bad]);
+			  offset + bad, ivlab_pattern_byte(seed, offset + bad), region->map[offset + bad]);
 	return true;
 }
 
@@ -134,7 +134,7 @@ static bool cmd_read(struct request *req, struct reply *reply)
 	struct region *region = arg_region(req, reply);
 	uint64_t offset, length;
 
-	if (!region || !arg_range(req, region, &offset, &length, MAX_READ, reply) ||
+	if (!region || !arg_range(req, region, &offset, &length, IVLAB_AGENT_READ_MAX, reply) ||
 	    !args_all_used(req, reply))
 		return false;
 	reply_add(reply, "ok hex=");
@@ -230,7 +230,7 @@ static bool cmd_copytest(struct request *req, struct reply *reply)
 	src = src_mem + 1;
 	back = back_mem + 3;
 	dst = region->map + offset;
-	pattern_fill(src, offset, length, seed);
+	ivlab_pattern_fill(src, offset, length, seed);
 
 	for (unsigned int m = 0; m < ARRAY_SIZE(methods); m++) {
 		uint64_t bad;
@@ -252,12 +252,12 @@ static bool cmd_copytest(struct request *req, struct reply *reply)
 			copy_words(back, dst, length, 1U << (m - 1));
 			break;
 		}
-		bad = pattern_check(back, offset, length, seed);
+		bad = ivlab_pattern_check(back, offset, length, seed);
 		if (bad == length)
-			bad = pattern_check(dst, offset, length, seed);
+			bad = ivlab_pattern_check(dst, offset, length, seed);
 		if (bad != length) {
 			fail(reply, "io", "copytest %s: offset %" PRIu64 " expected %u actual %u",
-			     methods[m], offset + bad, pattern_byte(seed, offset + bad), back[bad]);
+			     methods[m], offset + bad, ivlab_pattern_byte(seed, offset + bad), back[bad]);
 			free(src_mem);
 			free(back_mem);
 			return false;
@@ -517,7 +517,7 @@ static bool cmd_dmesg(struct request *req, struct reply *reply)
 			problems++;
 		start = end + 1;
 	}
-	tail = (size_t)len > DMESG_TAIL ? DMESG_TAIL : (size_t)len;
+	tail = (size_t)len > IVLAB_AGENT_DMESG_TAIL ? IVLAB_AGENT_DMESG_TAIL : (size_t)len;
 	reply_add(reply, "ok problems=%d log=", problems);
 	reply_add_encoded(reply, (uint8_t *)log + len - tail, tail);
 	free(log);
@@ -537,8 +537,8 @@ static bool exec_drain(int fd, char *output, size_t *used)
 			return errno == EAGAIN;
 		if (n == 0)
 			return false;
-		if (*used < EXEC_OUTPUT_MAX) {
-			size_t room = EXEC_OUTPUT_MAX - *used;
+		if (*used < IVLAB_AGENT_EXEC_OUTPUT_MAX) {
+			size_t room = IVLAB_AGENT_EXEC_OUTPUT_MAX - *used;
 			size_t take = (size_t)n < room ? (size_t)n : room;
 
 			memcpy(output + *used, chunk, take);
@@ -550,7 +550,7 @@ static bool exec_drain(int fd, char *output, size_t *used)
 static bool cmd_exec(struct request *req, struct reply *reply)
 {
 	const char *encoded = arg_get(req, "cmd");
-	char command[MAX_REQUEST];
+	char command[IVLAB_AGENT_LINE_MAX];
 	uint64_t timeout_ms = 60000, deadline;
 	bool timeout_given, exited = false;
 	char *output;
@@ -565,7 +565,7 @@ static bool cmd_exec(struct request *req, struct reply *reply)
 		return false;
 	if (!percent_decode(encoded, command, sizeof(command)) || !command[0])
 		return fail(reply, "usage", "exec: cmd= is not valid percent-encoded text");
-	output = malloc(EXEC_OUTPUT_MAX);
+	output = malloc(IVLAB_AGENT_EXEC_OUTPUT_MAX);
 	if (!output)
 		return fail(reply, "io", "exec: out of memory");
 	if (pipe2(pipefd, O_CLOEXEC | O_NONBLOCK) < 0) {
@@ -628,23 +628,23 @@ static const struct verb {
 	const char *name;
 	bool (*handler)(struct request *req, struct reply *reply);
 } verbs[] = {
-	{ "atomic_add", cmd_atomic_add },
-	{ "bench_copy", cmd_bench_copy },
-	{ "checksum", cmd_checksum },
-	{ "copytest", cmd_copytest },
-	{ "dmesg", cmd_dmesg },
-	{ "drvtest", cmd_drvtest },
-	{ "exec", cmd_exec },
-	{ "fill", cmd_fill },
-	{ "hello", cmd_hello },
-	{ "irqcount", cmd_irqcount },
-	{ "pingpong", cmd_pingpong },
-	{ "read", cmd_read },
-	{ "region", cmd_region },
-	{ "ring", cmd_ring },
-	{ "verify", cmd_verify },
-	{ "wait", cmd_wait },
-	{ "write", cmd_write },
+	{ IVLAB_AGENT_ATOMIC_ADD, cmd_atomic_add },
+	{ IVLAB_AGENT_BENCH_COPY, cmd_bench_copy },
+	{ IVLAB_AGENT_CHECKSUM, cmd_checksum },
+	{ IVLAB_AGENT_COPYTEST, cmd_copytest },
+	{ IVLAB_AGENT_DMESG, cmd_dmesg },
+	{ IVLAB_AGENT_DRVTEST, cmd_drvtest },
+	{ IVLAB_AGENT_EXEC, cmd_exec },
+	{ IVLAB_AGENT_FILL, cmd_fill },
+	{ IVLAB_AGENT_HELLO, cmd_hello },
+	{ IVLAB_AGENT_IRQCOUNT, cmd_irqcount },
+	{ IVLAB_AGENT_PINGPONG, cmd_pingpong },
+	{ IVLAB_AGENT_READ, cmd_read },
+	{ IVLAB_AGENT_REGION, cmd_region },
+	{ IVLAB_AGENT_RING, cmd_ring },
+	{ IVLAB_AGENT_VERIFY, cmd_verify },
+	{ IVLAB_AGENT_WAIT, cmd_wait },
+	{ IVLAB_AGENT_WRITE, cmd_write },
 };
 
 /* Answers one request line (without its newline) into reply. */

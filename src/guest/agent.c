@@ -1,6 +1,6 @@
 /* agent.c: the ivlab guest agent. Finds the virtio-serial port
- * org.ivlab.agent.0 and serves PROTOCOL.md on it over the /dev/ivlabN
- * devices; --stdio serves stdin/stdout for tests on the host. */
+ * IVLAB_AGENT_PORT (org.ivlab.agent.0) and serves PROTOCOL.md on it over
+ * the /dev/ivlabN devices; --stdio serves stdin/stdout for tests on the host. */
 #define _GNU_SOURCE
 #include <dirent.h>
 #include <errno.h>
@@ -43,12 +43,12 @@ static bool send_line(int fd, struct reply *reply)
 /* Reads requests until the input ends (stdio) or forever (a port). */
 static int serve(int in, int out, bool is_port)
 {
-	static char buf[MAX_REQUEST + 1];
+	static char buf[IVLAB_AGENT_LINE_MAX + 1];
 	struct reply reply = { 0 };
 	size_t len = 0;
 	bool discarding = false;
 
-	reply_add(&reply, "ready proto=%d", PROTO_VERSION);
+	reply_add(&reply, IVLAB_AGENT_READY " proto=%d", IVLAB_AGENT_PROTO);
 	if (!send_line(out, &reply))
 		return 1;
 
@@ -80,10 +80,10 @@ static int serve(int in, int out, bool is_port)
 		}
 		len -= (size_t)(start - buf);
 		memmove(buf, start, len);
-		if (len == MAX_REQUEST) {
+		if (len == IVLAB_AGENT_LINE_MAX) {
 			/* too long: answer once, drop the rest of the line */
 			if (!discarding) {
-				fail(&reply, "proto", "request longer than %d bytes", MAX_REQUEST);
+				fail(&reply, "proto", "request longer than %d bytes", IVLAB_AGENT_LINE_MAX);
 				if (!send_line(out, &reply) && !is_port)
 					return 1;
 			}
@@ -93,7 +93,7 @@ static int serve(int in, int out, bool is_port)
 	}
 }
 
-/* /sys/class/virtio-ports/vportNpM/name == org.ivlab.agent.0 -> /dev/vportNpM */
+/* /sys/class/virtio-ports/vportNpM/name == IVLAB_AGENT_PORT -> /dev/vportNpM */
 static bool find_port(char *path, size_t size)
 {
 	DIR *dir = opendir("/sys/class/virtio-ports");
@@ -116,7 +116,7 @@ static bool find_port(char *path, size_t size)
 		if (fgets(name, sizeof(name), file))
 			name[strcspn(name, "\n")] = '\0';
 		fclose(file);
-		if (!strcmp(name, AGENT_PORT_NAME)) {
+		if (!strcmp(name, IVLAB_AGENT_PORT)) {
 			snprintf(path, size, "/dev/%s", entry->d_name);
 			found = access(path, R_OK | W_OK) == 0;
 		}
@@ -144,12 +144,12 @@ static bool selftest_pattern(void)
 
 	for (uint64_t off = 0; off < 9; off++) {
 		for (uint64_t i = 0; i < 40; i++)
-			ref[i] = pattern_byte(42, off + i);
-		pattern_fill(buf, off, 40, 42);
-		if (memcmp(buf, ref, 40) || pattern_check(buf, off, 40, 42) != 40)
+			ref[i] = ivlab_pattern_byte(42, off + i);
+		ivlab_pattern_fill(buf, off, 40, 42);
+		if (memcmp(buf, ref, 40) || ivlab_pattern_check(buf, off, 40, 42) != 40)
 			return false;
 		buf[17] ^= 1;
-		if (pattern_check(buf, off, 40, 42) != 17)
+		if (ivlab_pattern_check(buf, off, 40, 42) != 17)
 			return false;
 	}
 	return true;
@@ -161,7 +161,7 @@ static int selftest(void)
 	char line[64];
 
 	/* splitmix64(0) from the reference implementation */
-	selftest_check(splitmix64(0) == 0xe220a8397b1dcdafULL, "splitmix64(0)");
+	selftest_check(ivlab_splitmix64(0) == 0xe220a8397b1dcdafULL, "splitmix64(0)");
 	selftest_check(crc32_update(0, (const uint8_t *)"123456789", 9) == 0xcbf43926U,
 		       "crc32 check value");
 	selftest_check(selftest_pattern(), "pattern fill/check at every alignment");
@@ -181,7 +181,7 @@ static void usage(FILE *out)
 		"usage: ivlab-agent [--stdio] [--port PATH] [--cmdline FILE] [--dev-dir DIR]\n"
 		"                   [--region NAME=FILE]... | --selftest | --version\n"
 		"Serves the ivlab agent protocol on the virtio-serial port %s,\n"
-		"or on stdin/stdout with --stdio.\n", AGENT_PORT_NAME);
+		"or on stdin/stdout with --stdio.\n", IVLAB_AGENT_PORT);
 }
 
 int main(int argc, char **argv)
@@ -200,7 +200,7 @@ int main(int argc, char **argv)
 		} else if (!strcmp(opt, "--selftest")) {
 			return selftest();
 		} else if (!strcmp(opt, "--version")) {
-			printf("ivlab-agent %s (protocol %d)\n", IVLAB_AGENT_VERSION, PROTO_VERSION);
+			printf("ivlab-agent %s (protocol %d)\n", IVLAB_AGENT_VERSION, IVLAB_AGENT_PROTO);
 			return 0;
 		} else if (!strcmp(opt, "--help")) {
 			usage(stdout);
@@ -240,7 +240,7 @@ int main(int argc, char **argv)
 	if (!port) {
 		while (!find_port(path, sizeof(path))) {
 			if (waited >= PORT_WAIT_MS) {
-				fprintf(stderr, "ivlab-agent: no virtio port named %s\n", AGENT_PORT_NAME);
+				fprintf(stderr, "ivlab-agent: no virtio port named %s\n", IVLAB_AGENT_PORT);
 				return 1;
 			}
 			poll(NULL, 0, 50);

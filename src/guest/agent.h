@@ -1,5 +1,6 @@
-/* agent.h: what the parts of the ivlab guest agent share (see PROTOCOL.md):
- * request parsing and replies, the pattern, the regions and the verbs. */
+/* agent.h: what the parts of the ivlab guest agent share (see PROTOCOL.md;
+ * the protocol's constants and pattern are in ivlab-agent.h): request
+ * parsing and replies, the regions and the verbs. */
 #ifndef IVLAB_AGENT_H
 #define IVLAB_AGENT_H
 
@@ -8,27 +9,18 @@
 #include <stdint.h>
 #include <time.h>
 
+#include <ivlab-agent.h>
 #include <uapi/ivlab.h>
 
 #ifndef IVLAB_AGENT_VERSION
 #define IVLAB_AGENT_VERSION "0.1.0"
 #endif
 
-#define PROTO_VERSION		1
-#define AGENT_PORT_NAME		"org.ivlab.agent.0"
-#define MAX_REQUEST		4096
 #define MAX_ARGS		16
 #define MAX_REGIONS		32
-#define MAX_READ		4096
-#define DMESG_TAIL		(16 * 1024)
-#define EXEC_OUTPUT_MAX		(64 * 1024)
 #define PORT_WAIT_MS		30000
 
 #define ARRAY_SIZE(a)		(sizeof(a) / sizeof((a)[0]))
-
-#if __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
-#error "the pattern code stores little-endian words directly"
-#endif
 
 struct region {
 	char name[64];
@@ -108,11 +100,7 @@ bool args_all_used(struct request *req, struct reply *reply);
 int hex_digit(char c);
 bool percent_decode(const char *in, char *out, size_t cap);
 
-/* agent-pattern.c: the seeded pattern and zlib's CRC-32 */
-uint64_t splitmix64(uint64_t z);
-uint8_t pattern_byte(uint64_t seed, uint64_t offset);
-void pattern_fill(uint8_t *dst, uint64_t offset, uint64_t len, uint64_t seed);
-uint64_t pattern_check(const uint8_t *src, uint64_t offset, uint64_t len, uint64_t seed);
+/* agent-crc32.c: zlib's CRC-32 */
 uint32_t crc32_update(uint32_t crc, const uint8_t *data, uint64_t len);
 
 /* agent-region.c: regions, their devices, and the doorbell */
