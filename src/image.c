@@ -22,6 +22,7 @@
 #include "image.h"
 #include "initramfs.h"
 #include "ivlab.h"
+#include "run.h"
 
 /* Bump when the pipeline changes what it puts in an image. */
 #define IMAGE_FORMAT "1"
@@ -81,33 +82,6 @@ static void arg(GPtrArray *argv, const char *text)
 static int compare_names(gconstpointer a, gconstpointer b)
 {
 	return strcmp(*(const char *const *)a, *(const char *const *)b);
-}
-
-/* Runs argv (searched in PATH); on failure the error carries the command's
- * last lines of output. */
-static gboolean run_command(const char *const *argv, const char *cwd, char **output, GError **error)
-{
-	g_autofree char *out = NULL, *err = NULL, *line = g_strjoinv(" ", (char **)argv);
-	g_autoptr(GError) spawn_error = NULL;
-	int status;
-
-	ivlab_debug("running: %s", line);
-	if (!g_spawn_sync(cwd, (char **)argv, NULL, G_SPAWN_SEARCH_PATH, NULL, NULL, &out, &err,
-			  &status, &spawn_error))
-		return ivlab_fail(error, "%s: %s", argv[0], spawn_error->message);
-	if (!g_spawn_check_wait_status(status, NULL)) {
-		g_autofree char *all = g_strconcat(out, err, NULL);
-		g_auto(GStrv) lines = g_strsplit(g_strstrip(all), "\n", -1);
-		guint n = g_strv_length(lines), first = n > 12 ? n - 12 : 0;
-		g_autofree char *tail = g_strjoinv("\n", lines + first);
-
-		return ivlab_fail(error, "%s failed:\n%s", line, tail);
-	}
-	if (ivlab_verbosity() >= 3 && *err)
-		fputs(err, stderr);
-	if (output)
-		*output = g_steal_pointer(&out);
-	return TRUE;
 }
 
 static gboolean make_dir(const char *dir, GError **error)
@@ -363,27 +337,27 @@ static void deb_clear(struct deb *deb)
 
 static char *dpkg_arch(void)
 {
-	g_autofree char *out = NULL;
 	const char *const argv[] = { "dpkg", "--print-architecture", NULL };
+	g_auto(IvlabRun) run = { .argv = argv };
 
-	if (!run_command(argv, NULL, &out, NULL))
+	if (!ivlab_run(&run, NULL))
 		return NULL;
-	return g_strdup(g_strstrip(out));
+	return g_strdup(g_strstrip(run.out));
 }
 
 static gboolean apt_check_arch(const char *debian_arch, GError **error)
 {
 	g_autofree char *native = dpkg_arch();
-	g_autofree char *foreign = NULL;
 	const char *const argv[] = { "dpkg", "--print-foreign-architectures", NULL };
+	g_auto(IvlabRun) run = { .argv = argv };
 
 	if (!native)
 		return ivlab_fail(error, "image: dpkg is not available: Debian kernels need a Debian host "
 				   "(or use --kernel or --kernel-url)");
 	if (strcmp(native, debian_arch) == 0)
 		return TRUE;
-	if (run_command(argv, NULL, &foreign, NULL)) {
-		g_auto(GStrv) list = g_strsplit_set(foreign, " \n", -1);
+	if (ivlab_run(&run, NULL)) {
+		g_auto(GStrv) list = g_strsplit_set(run.out, " \n", -1);
 
 		if (g_strv_contains((const char *const *)list, debian_arch))
 			return TRUE;
@@ -404,15 +378,15 @@ static char *apt_resolve_kernel(const struct recipe *recipe, GError **error)
 {
 	g_autofree char *meta = qualified(recipe->metapackage, recipe->debian_arch);
 	const char *const argv[] = { "apt-cache", "depends", meta, NULL };
-	g_autofree char *out = NULL;
+	g_auto(IvlabRun) run = { .argv = argv };
 	g_autoptr(GError) local = NULL;
 
-	if (!run_command(argv, NULL, &out, &local)) {
+	if (!ivlab_run(&run, &local)) {
 		ivlab_fail(error, "image: apt-cache does not know %s (run 'apt-get update'): %s", meta,
 		     local->message);
 		return NULL;
 	}
-	g_auto(GStrv) lines = g_strsplit(out, "\n", -1);
+	g_auto(GStrv) lines = g_strsplit(run.out, "\n", -1);
 	for (char **line = lines; *line; line++) {
 		const char *text = g_strstrip(*line);
 
@@ -434,7 +408,7 @@ static char *apt_resolve_kernel(const struct recipe *recipe, GError **error)
 static gboolean apt_candidates(struct deb *debs, const char *const *names, GError **error)
 {
 	g_autoptr(GPtrArray) argv = g_ptr_array_new();
-	g_autofree char *out = NULL;
+	g_auto(IvlabRun) run = { 0 };
 
 	arg(argv, "apt-cache");
 	arg(argv, "show");
@@ -442,10 +416,11 @@ static gboolean apt_candidates(struct deb *debs, const char *const *names, GErro
 	for (gsize i = 0; names[i]; i++)
 		g_ptr_array_add(argv, (char *)names[i]);
 	g_ptr_array_add(argv, NULL);
-	if (!run_command((const char *const *)argv->pdata, NULL, &out, error))
+	run.argv = (const char *const *)argv->pdata;
+	if (!ivlab_run(&run, error))
 		return FALSE;
 
-	g_auto(GStrv) stanzas = g_strsplit(out, "\n\n", -1);
+	g_auto(GStrv) stanzas = g_strsplit(run.out, "\n\n", -1);
 	for (gsize i = 0; names[i]; i++) {
 		g_auto(GStrv) want = g_strsplit(names[i], ":", 2);
 
@@ -564,7 +539,9 @@ static gboolean apt_download(struct deb *debs, gsize count, GError **error)
 		if (!g_mkdtemp(tmp)) {
 			ok = fail_errno(error, tmp);
 		} else {
-			ok = run_command((const char *const *)argv->pdata, tmp, NULL, error);
+			g_auto(IvlabRun) run = { .argv = (const char *const *)argv->pdata, .cwd = tmp };
+
+			ok = ivlab_run(&run, error);
 			for (gsize i = 0; ok && i < count; i++) {
 				g_autofree char *got = g_build_filename(tmp, debs[i].filename, NULL);
 
@@ -1051,6 +1028,7 @@ static GBytes *build_module(const char *arch, const struct recipe *recipe, const
 	const char *const sources[] = { "Kbuild", "ivlab_drv.c", "include" };
 	g_autoptr(GPtrArray) argv = g_ptr_array_new();
 	g_autoptr(GMappedFile) mapped = NULL;
+	g_auto(IvlabRun) run = { 0 };
 	gboolean cross = strcmp(host_arch(), arch) != 0;
 
 	if (!make_dir(module_dir, error))
@@ -1085,7 +1063,9 @@ static GBytes *build_module(const char *arch, const struct recipe *recipe, const
 	arg(argv, "modules");
 	g_ptr_array_add(argv, NULL);
 	ivlab_info("%s: building the ivlab module against %s", arch, kbuild_dir);
-	if (!run_command((const char *const *)argv->pdata, module_dir, NULL, error)) {
+	run.argv = (const char *const *)argv->pdata;
+	run.cwd = module_dir;
+	if (!ivlab_run(&run, error)) {
 		g_prefix_error(error, "image: the %s module did not build: ", arch);
 		return NULL;
 	}

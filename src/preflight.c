@@ -13,6 +13,7 @@
 #include "host.h"
 #include "ivlab.h"
 #include "preflight.h"
+#include "run.h"
 
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(xmlDoc, xmlFreeDoc)
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(xmlXPathContext, xmlXPathFreeContext)
@@ -96,14 +97,12 @@ static const char *emulator_package(const char *arch)
 /* The devices the emulator offers, from `EMULATOR -machine none -device help`. */
 static char *emulator_devices(const char *emulator)
 {
-	const char *argv[] = { emulator, "-machine", "none", "-device", "help", NULL };
-	g_autofree char *out = NULL, *err = NULL;
-	int status;
+	const char *const argv[] = { emulator, "-machine", "none", "-device", "help", NULL };
+	g_auto(IvlabRun) run = { .argv = argv, .may_fail = TRUE };
 
-	if (!g_spawn_sync(NULL, (char **)argv, NULL, G_SPAWN_STDIN_FROM_DEV_NULL, NULL, NULL,
-			  &out, &err, &status, NULL))
+	if (!ivlab_run(&run, NULL))
 		return NULL;
-	return g_strconcat(out ? out : "", err ? err : "", NULL);
+	return g_strconcat(run.out, run.err, NULL);
 }
 
 /* Every directory from / down to path must be searchable by the QEMU user. */

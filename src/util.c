@@ -1,14 +1,17 @@
-/* util.c: error domain, messages, sizes, names and the directories ivlab uses. */
+/* util.c: error domain, messages, sizes, names, the directories ivlab uses,
+ * file helpers and the one child-process runner (run.h). */
 #include "config.h"
 
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 #include <glib/gstdio.h>
 
 #include "ivlab.h"
+#include "run.h"
 
 G_DEFINE_QUARK(ivlab-error-quark, ivlab_error)
 
@@ -218,4 +221,117 @@ void ivlab_json_string(GString *out, const char *text)
 			g_string_append_c(out, (char)*c);
 	}
 	g_string_append_c(out, '"');
+}
+
+/* --- child processes (run.h) --------------------------------------------- */
+
+static ivlab_run_hook dry_run_hook;
+static gpointer dry_run_data;
+
+void ivlab_run_set_dry_run(ivlab_run_hook hook, gpointer user_data)
+{
+	dry_run_hook = hook;
+	dry_run_data = user_data;
+}
+
+void ivlab_run_clear(struct ivlab_run *run)
+{
+	g_clear_pointer(&run->out, g_free);
+	g_clear_pointer(&run->err, g_free);
+}
+
+/* The line of a failed command's output that best says why: the first one
+ * naming an error (compilers, make, apt's "E: "), else the first of stderr,
+ * else the last of stdout. */
+static char *telling_line(const char *err, const char *out)
+{
+	g_auto(GStrv) err_lines = g_strsplit(err, "\n", -1);
+	g_auto(GStrv) out_lines = g_strsplit(out, "\n", -1);
+	const char *first = NULL, *last_out = NULL;
+
+	for (char **line = err_lines; *line; line++) {
+		g_autofree char *lower = g_ascii_strdown(g_strstrip(*line), -1);
+
+		if (!**line)
+			continue;
+		if (g_str_has_prefix(*line, "E: ") || strstr(lower, "error") || strstr(lower, "fatal"))
+			return g_strdup(*line);
+		if (!first)
+			first = *line;
+	}
+	if (first)
+		return g_strdup(first);
+	for (char **line = out_lines; *line; line++)
+		if (*g_strstrip(*line))
+			last_out = *line;
+	return last_out ? g_strdup(last_out) : NULL;
+}
+
+static void debug_lines(const char *what, const char *text)
+{
+	g_auto(GStrv) lines = g_strsplit(text, "\n", -1);
+
+	for (char **line = lines; *line; line++)
+		if (**line)
+			ivlab_debug("%s: %s", what, *line);
+}
+
+static gboolean run_spawn(struct ivlab_run *run, GError **error)
+{
+	g_auto(GStrv) envp = NULL;
+	g_autoptr(GError) spawn_error = NULL;
+	int wait_status;
+
+	if (run->env) {
+		envp = g_get_environ();
+		for (gsize i = 0; run->env[i]; i++) {
+			g_auto(GStrv) pair = g_strsplit(run->env[i], "=", 2);
+
+			envp = g_environ_setenv(envp, pair[0], pair[1] ? pair[1] : "", TRUE);
+		}
+	}
+	if (!g_spawn_sync(run->cwd, (char **)run->argv, envp,
+			  G_SPAWN_SEARCH_PATH | G_SPAWN_STDIN_FROM_DEV_NULL, NULL, NULL, &run->out,
+			  &run->err, &wait_status, &spawn_error))
+		return ivlab_fail(error, "%s: %s", run->argv[0], spawn_error->message);
+	if (WIFEXITED(wait_status))
+		run->status = WEXITSTATUS(wait_status);
+	else if (WIFSIGNALED(wait_status))
+		run->status = 128 + WTERMSIG(wait_status);
+	else
+		run->status = 128;
+	return TRUE;
+}
+
+gboolean ivlab_run(struct ivlab_run *run, GError **error)
+{
+	g_autofree char *line = g_strjoinv(" ", (char **)run->argv);
+	g_autofree char *why = NULL;
+	gboolean started;
+
+	ivlab_run_clear(run);
+	run->status = 0;
+	ivlab_debug("running: %s%s%s", line, run->cwd ? " in " : "", run->cwd ? run->cwd : "");
+	if (dry_run_hook)
+		started = dry_run_hook(run, dry_run_data, error);
+	else
+		started = run_spawn(run, error);
+	if (!run->out)
+		run->out = g_strdup("");
+	if (!run->err)
+		run->err = g_strdup("");
+	if (!started)
+		return FALSE;
+	if (run->status == 0 || run->may_fail) {
+		if (ivlab_verbosity() >= 3)
+			debug_lines(run->argv[0], run->err);
+		return TRUE;
+	}
+	debug_lines(run->argv[0], run->err);
+	why = telling_line(run->err, run->out);
+	if (why)
+		return ivlab_fail(error, "%s failed: %s", run->argv[0], why);
+	if (run->status > 128)
+		return ivlab_fail(error, "%s failed: killed by signal %d", run->argv[0], run->status - 128);
+	return ivlab_fail(error, "%s failed with exit status %d", run->argv[0], run->status);
 }
