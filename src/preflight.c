@@ -10,6 +10,7 @@
 #include <libxml/parser.h>
 #include <libxml/xpath.h>
 
+#include "arch.h"
 #include "host.h"
 #include "ivlab.h"
 #include "preflight.h"
@@ -89,11 +90,6 @@ static char *xpath_string(xmlDoc *doc, const char *expression)
 	return g_strdup((const char *)result->stringval);
 }
 
-static const char *emulator_package(const char *arch)
-{
-	return strcmp(arch, "aarch64") == 0 ? "qemu-system-arm" : "qemu-system-x86";
-}
-
 /* The devices the emulator offers, from `EMULATOR -machine none -device help`. */
 static char *emulator_devices(const char *emulator)
 {
@@ -162,7 +158,7 @@ gboolean preflight_check(virConnectPtr conn, const struct lab *lab, GError **err
 							"'%s' with %s (%s; install the Debian package %s)",
 							guest->name, guest->arch, guest->machine,
 							kvm ? "kvm" : "tcg", virGetLastErrorMessage(),
-							emulator_package(guest->arch)));
+							arch_lookup(guest->arch)->qemu_package));
 			virResetLastError();
 			continue;
 		}
