@@ -3,9 +3,12 @@
 #include "config.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include <glib/gstdio.h>
@@ -45,6 +48,11 @@ gboolean ivlab_fail(GError **error, const char *fmt, ...)
 	va_end(ap);
 	g_set_error_literal(error, IVLAB_ERROR, IVLAB_ERROR_FAILED, text);
 	return FALSE;
+}
+
+gboolean ivlab_fail_errno(GError **error, const char *what)
+{
+	return ivlab_fail(error, "%s: %s", what, g_strerror(errno));
 }
 
 static gint compare_guint(gconstpointer a, gconstpointer b)
@@ -221,6 +229,135 @@ void ivlab_json_string(GString *out, const char *text)
 			g_string_append_c(out, (char)*c);
 	}
 	g_string_append_c(out, '"');
+}
+
+/* --- files and directories ---------------------------------------------- */
+
+gboolean ivlab_make_dir(const char *dir, GError **error)
+{
+	if (g_mkdir_with_parents(dir, 0755) != 0)
+		return ivlab_fail_errno(error, dir);
+	return TRUE;
+}
+
+gboolean ivlab_remove_tree(const char *path, GError **error)
+{
+	struct stat st;
+
+	if (lstat(path, &st) != 0)
+		return errno == ENOENT ? TRUE : ivlab_fail_errno(error, path);
+	if (S_ISDIR(st.st_mode)) {
+		g_autoptr(GDir) dir = g_dir_open(path, 0, NULL);
+		const char *name;
+
+		while (dir && (name = g_dir_read_name(dir))) {
+			g_autofree char *child = g_build_filename(path, name, NULL);
+
+			if (!ivlab_remove_tree(child, error))
+				return FALSE;
+		}
+		if (g_rmdir(path) != 0)
+			return ivlab_fail_errno(error, path);
+	} else if (g_unlink(path) != 0) {
+		return ivlab_fail_errno(error, path);
+	}
+	return TRUE;
+}
+
+gboolean ivlab_copy_tree(const char *from, const char *to, GError **error)
+{
+	struct stat st;
+
+	if (stat(from, &st) != 0)
+		return ivlab_fail_errno(error, from);
+	if (S_ISDIR(st.st_mode)) {
+		g_autoptr(GDir) dir = g_dir_open(from, 0, error);
+		const char *name;
+
+		if (!dir || !ivlab_make_dir(to, error))
+			return FALSE;
+		while ((name = g_dir_read_name(dir))) {
+			g_autofree char *a = g_build_filename(from, name, NULL);
+			g_autofree char *b = g_build_filename(to, name, NULL);
+
+			if (!ivlab_copy_tree(a, b, error))
+				return FALSE;
+		}
+		return TRUE;
+	}
+	g_autofree char *contents = NULL;
+	gsize length;
+
+	if (!g_file_get_contents(from, &contents, &length, error))
+		return FALSE;
+	return g_file_set_contents_full(to, contents, length, G_FILE_SET_CONTENTS_NONE, 0644, error);
+}
+
+static int compare_names(gconstpointer a, gconstpointer b)
+{
+	return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+GPtrArray *ivlab_dir_names(const char *path)
+{
+	g_autoptr(GDir) dir = g_dir_open(path, 0, NULL);
+	GPtrArray *names = g_ptr_array_new_with_free_func(g_free);
+	const char *name;
+
+	while (dir && (name = g_dir_read_name(dir)))
+		g_ptr_array_add(names, g_strdup(name));
+	g_ptr_array_sort(names, compare_names);
+	return names;
+}
+
+void ivlab_hash_tree(GChecksum *sum, const char *path, const char *name)
+{
+	struct stat st;
+
+	g_checksum_update(sum, (const guchar *)name, strlen(name) + 1);
+	if (stat(path, &st) != 0)
+		return;
+	if (S_ISDIR(st.st_mode)) {
+		g_autoptr(GPtrArray) names = ivlab_dir_names(path);
+
+		for (guint i = 0; i < names->len; i++) {
+			g_autofree char *sub = g_build_filename(path, names->pdata[i], NULL);
+			g_autofree char *subname = g_build_filename(name, names->pdata[i], NULL);
+
+			ivlab_hash_tree(sum, sub, subname);
+		}
+		return;
+	}
+	g_autofree char *contents = NULL;
+	gsize length = 0;
+
+	if (g_file_get_contents(path, &contents, &length, NULL))
+		g_checksum_update(sum, (const guchar *)contents, length);
+}
+
+void ivlab_unlock(IvlabLock fd)
+{
+	if (fd >= 0)
+		close(fd);
+}
+
+int ivlab_lock_file(const char *path, const char *waiting_for, GError **error)
+{
+	int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+
+	if (fd < 0) {
+		ivlab_fail_errno(error, path);
+		return -1;
+	}
+	if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+		ivlab_info("waiting for %s (%s)", waiting_for, path);
+		if (flock(fd, LOCK_EX) != 0) {
+			ivlab_fail_errno(error, path);
+			close(fd);
+			return -1;
+		}
+	}
+	return fd;
 }
 
 /* --- child processes (run.h) --------------------------------------------- */

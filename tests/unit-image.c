@@ -15,6 +15,7 @@
 #include "fetch.h"
 #include "image.h"
 #include "initramfs.h"
+#include "kmod.h"
 #include "ivlab.h"
 
 static char *scratch_dir(void)
@@ -263,7 +264,7 @@ static void test_busybox_applets(void)
 				   "sh\0sleep\0test\0umount\0zcat\0\0more junk";
 	g_autoptr(GBytes) bytes = g_bytes_new_static(blob, sizeof(blob));
 	g_autoptr(GError) error = NULL;
-	g_auto(GStrv) names = image_busybox_applets(bytes, &error);
+	g_auto(GStrv) names = initramfs_busybox_applets(bytes, &error);
 
 	g_assert_no_error(error);
 	g_assert_nonnull(names);
@@ -278,7 +279,7 @@ static void test_busybox_no_table(void)
 	static const char blob[] = "\177ELF nothing to see";
 	g_autoptr(GBytes) bytes = g_bytes_new_static(blob, sizeof(blob));
 	g_autoptr(GError) error = NULL;
-	g_auto(GStrv) names = image_busybox_applets(bytes, &error);
+	g_auto(GStrv) names = initramfs_busybox_applets(bytes, &error);
 
 	g_assert_null(names);
 	g_assert_error(error, IVLAB_ERROR, IVLAB_ERROR_FAILED);
@@ -328,11 +329,11 @@ static void test_modinfo(void)
 	static const char modinfo[] = "license=GPL\0depends=virtio,virtio_ring\0name=virtio_console\0"
 				      "vermagic=6.1.0-57-amd64 SMP preempt mod_unload modversions ";
 	g_autoptr(GBytes) module = fake_module(modinfo, sizeof(modinfo));
-	g_autofree char *depends = image_modinfo(module, "depends");
-	g_autofree char *name = image_modinfo(module, "name");
-	g_autofree char *vermagic = image_modinfo(module, "vermagic");
-	g_autofree char *none = image_modinfo(module, "author");
-	g_autofree char *prefix = image_modinfo(module, "dep");
+	g_autofree char *depends = kmod_modinfo(module, "depends");
+	g_autofree char *name = kmod_modinfo(module, "name");
+	g_autofree char *vermagic = kmod_modinfo(module, "vermagic");
+	g_autofree char *none = kmod_modinfo(module, "author");
+	g_autofree char *prefix = kmod_modinfo(module, "dep");
 
 	g_assert_cmpstr(depends, ==, "virtio,virtio_ring");
 	g_assert_cmpstr(name, ==, "virtio_console");
@@ -348,14 +349,14 @@ static void test_modinfo_garbage(void)
 	g_autoptr(GBytes) junk = g_bytes_new_static("not an ELF file at all, really not", 34);
 	gsize size;
 	const guint8 *data = g_bytes_get_data(module, &size);
-	g_autofree char *empty = image_modinfo(module, "depends");
+	g_autofree char *empty = kmod_modinfo(module, "depends");
 
 	g_assert_cmpstr(empty, ==, "");
-	g_assert_null(image_modinfo(junk, "name"));
+	g_assert_null(kmod_modinfo(junk, "name"));
 	/* Every truncation is refused or answered, never read past the end. */
 	for (gsize cut = 0; cut < size; cut += 7) {
 		g_autoptr(GBytes) truncated = g_bytes_new(data, cut);
-		g_autofree char *value = image_modinfo(truncated, "name");
+		g_autofree char *value = kmod_modinfo(truncated, "name");
 
 		g_assert_true(value == NULL || strcmp(value, "x") == 0);
 	}
