@@ -20,9 +20,12 @@ static gboolean pick_arches(const char *arch, const char *const **out, GError **
 		*out = image_arches();
 		return TRUE;
 	}
-	if (!image_arch_is_known(arch))
-		return cmd_usage_error(error, &cmd_image_entry,
-				       "--arch must be x86_64, aarch64 or all, not '%s'", arch);
+	if (!image_arch_is_known(arch)) {
+		g_autofree char *known = g_strjoinv(", ", (char **)image_arches());
+
+		return cmd_usage_error(error, &cmd_image_entry, "--arch must be %s or all, not '%s'",
+				       known, arch);
+	}
 	one[0] = arch;
 	*out = one;
 	return TRUE;

@@ -47,6 +47,13 @@ gboolean image_arch_is_known(const char *arch)
 	return arch_lookup(arch) != NULL;
 }
 
+static gboolean unknown_arch(GError **error, const char *arch)
+{
+	g_autofree char *known = g_strjoinv(" or ", (char **)arch_names());
+
+	return ivlab_fail(error, "image: unknown architecture '%s' (%s)", arch, known);
+}
+
 static char *image_file(const char *arch, const char *name)
 {
 	g_autofree char *dir = ivlab_image_dir(arch);
@@ -290,7 +297,7 @@ ImageInfo *image_info_load(const char *arch, GError **error)
 	struct stat st;
 
 	if (!image_arch_is_known(arch)) {
-		ivlab_fail(error, "image: unknown architecture '%s' (x86_64 or aarch64)", arch);
+		unknown_arch(error, arch);
 		return NULL;
 	}
 	manifest = manifest_load(arch);
@@ -855,7 +862,7 @@ gboolean image_ensure(const char *arch, const struct image_source *source, GErro
 
 	build.arch = arch_lookup(arch);
 	if (!build.arch)
-		return ivlab_fail(error, "image: unknown architecture '%s' (x86_64 or aarch64)", arch);
+		return unknown_arch(error, arch);
 	lock_fd = open_image_dir(&build, error);
 	if (lock_fd < 0)
 		return FALSE;
