@@ -19,9 +19,12 @@ static gboolean pick_arches(const struct ivlab_cmd *self, const char *arch, cons
 		*out = image_arches();
 		return TRUE;
 	}
-	if (!image_arch_is_known(arch))
-		return cmd_usage_error(error, self,
-				       "--arch must be x86_64, aarch64 or all, not '%s'", arch);
+	if (!image_arch_is_known(arch)) {
+		g_autofree char *known = g_strjoinv(", ", (char **)image_arches());
+
+		return cmd_usage_error(error, self, "--arch must be %s or all, not '%s'",
+				       known, arch);
+	}
 	one[0] = arch;
 	*out = one;
 	return TRUE;

@@ -1,6 +1,7 @@
 /* debpkg.c: Debian package contents through libarchive: the outer ar
  * archive is read entry by entry and its data.tar.* is fed, unpacked on
- * the fly, to a second libarchive reader. */
+ * the fly, to a second libarchive reader. The image pipeline reads
+ * packages (and compressed modules) only through here. */
 #include "config.h"
 
 #include <errno.h>
@@ -13,9 +14,15 @@
 typedef struct archive ArchiveReader;
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(ArchiveReader, archive_read_free)
 
+/* How much libarchive reads or hands over at a time. */
+#define DEBPKG_BLOCK_SIZE (64 * 1024)
+/* An ar archive's global header, which every .deb starts with. */
+#define DEBPKG_AR_MAGIC "!<arch>\n"
+#define DEBPKG_AR_MAGIC_LEN (sizeof(DEBPKG_AR_MAGIC) - 1)
+
 struct outer_feed {
 	struct archive *outer;
-	char buf[64 * 1024];
+	char buf[DEBPKG_BLOCK_SIZE];
 };
 
 static la_ssize_t feed_read(struct archive *inner, void *data, const void **buffer)
@@ -47,7 +54,7 @@ gboolean debpkg_foreach(const char *deb_path, debpkg_visit_fn visit, gpointer us
 	int status;
 
 	archive_read_support_format_ar(outer);
-	if (archive_read_open_filename(outer, deb_path, 64 * 1024) != ARCHIVE_OK)
+	if (archive_read_open_filename(outer, deb_path, DEBPKG_BLOCK_SIZE) != ARCHIVE_OK)
 		return archive_failed(error, deb_path, outer);
 	while ((status = archive_read_next_header(outer, &entry)) == ARCHIVE_OK) {
 		if (g_str_has_prefix(archive_entry_pathname(entry), "data.tar")) {
@@ -88,7 +95,7 @@ GBytes *debpkg_read_member(struct archive *data, const char *deb_path, const cha
 			   gsize max_bytes, GError **error)
 {
 	g_autoptr(GByteArray) bytes = g_byte_array_new();
-	guint8 buf[64 * 1024];
+	guint8 buf[DEBPKG_BLOCK_SIZE];
 	la_ssize_t got;
 
 	while ((got = archive_read_data(data, buf, sizeof(buf))) > 0) {
@@ -167,14 +174,105 @@ gboolean debpkg_extract(const char *deb_path, const char *dest_dir, debpkg_want_
 
 gboolean debpkg_is_deb(const char *path)
 {
-	char magic[8];
+	char magic[DEBPKG_AR_MAGIC_LEN];
 	FILE *file = fopen(path, "rb");
 	gboolean is_deb;
 
 	if (!file)
 		return FALSE;
 	is_deb = fread(magic, 1, sizeof(magic), file) == sizeof(magic) &&
-		 memcmp(magic, "!<arch>\n", 8) == 0;
+		 memcmp(magic, DEBPKG_AR_MAGIC, DEBPKG_AR_MAGIC_LEN) == 0;
 	fclose(file);
 	return is_deb;
+}
+
+struct read_files {
+	const char *deb_path;
+	debpkg_select_fn select;
+	debpkg_file_fn got;
+	gpointer user_data;
+};
+
+static gboolean read_one(struct archive *data, struct archive_entry *entry, const char *path,
+			 gpointer user_data, GError **error)
+{
+	struct read_files *read = user_data;
+	g_autoptr(GBytes) contents = NULL;
+	gsize max_bytes;
+
+	if (archive_entry_filetype(entry) != AE_IFREG)
+		return TRUE;
+	max_bytes = read->select(path, read->user_data);
+	if (!max_bytes)
+		return TRUE;
+	contents = debpkg_read_member(data, read->deb_path, path, max_bytes, error);
+	return contents && read->got(path, contents, read->user_data, error);
+}
+
+gboolean debpkg_read_files(const char *deb_path, debpkg_select_fn select, debpkg_file_fn got,
+			   gpointer user_data, GError **error)
+{
+	struct read_files read = { deb_path, select, got, user_data };
+
+	return debpkg_foreach(deb_path, read_one, &read, error);
+}
+
+struct one_file {
+	const char *path;
+	gsize max_bytes;
+	GBytes *contents;
+};
+
+static gsize select_one(const char *path, gpointer user_data)
+{
+	struct one_file *one = user_data;
+
+	return !one->contents && strcmp(path, one->path) == 0 ? one->max_bytes : 0;
+}
+
+static gboolean got_one(const char *path, GBytes *contents, gpointer user_data, GError **error)
+{
+	struct one_file *one = user_data;
+
+	one->contents = g_bytes_ref(contents);
+	return TRUE;
+}
+
+GBytes *debpkg_read_file(const char *deb_path, const char *path, gsize max_bytes, GError **error)
+{
+	struct one_file one = { path, max_bytes, NULL };
+
+	if (!debpkg_read_files(deb_path, select_one, got_one, &one, error)) {
+		g_clear_pointer(&one.contents, g_bytes_unref);
+		return NULL;
+	}
+	if (!one.contents)
+		g_set_error(error, IVLAB_ERROR, IVLAB_ERROR_FAILED, "%s: no %s in the package", deb_path,
+			    path);
+	return one.contents;
+}
+
+GBytes *debpkg_decompress(GBytes *bytes, const char *name, GError **error)
+{
+	g_autoptr(ArchiveReader) raw = archive_read_new();
+	g_autoptr(GByteArray) out = g_byte_array_new();
+	g_autofree guint8 *buf = g_malloc(DEBPKG_BLOCK_SIZE);
+	struct archive_entry *entry;
+	la_ssize_t got = -1;
+	gsize size;
+	const void *data = g_bytes_get_data(bytes, &size);
+
+	archive_read_support_filter_all(raw);
+	archive_read_support_format_raw(raw);
+	if (archive_read_open_memory(raw, data, size) == ARCHIVE_OK &&
+	    archive_read_next_header(raw, &entry) == ARCHIVE_OK) {
+		while ((got = archive_read_data(raw, buf, DEBPKG_BLOCK_SIZE)) > 0)
+			g_byte_array_append(out, buf, got);
+	}
+	if (got < 0) {
+		g_set_error(error, IVLAB_ERROR, IVLAB_ERROR_FAILED, "%s: cannot decompress: %s", name,
+			    archive_error_string(raw) ? archive_error_string(raw) : "unknown format");
+		return NULL;
+	}
+	return g_byte_array_free_to_bytes(g_steal_pointer(&out));
 }

@@ -6,14 +6,19 @@
 
 #include <ivlab-agent.h>
 
+#include "arch.h"
 #include "domxml.h"
 #include "ivlab.h"
 
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(xmlDoc, xmlFreeDoc)
 
-static gboolean is_aarch64(const struct lab_guest *guest)
+/* The lab was checked: every guest's arch is in the table. */
+static const struct arch *guest_arch(const struct lab_guest *guest)
 {
-	return strcmp(guest->arch, "aarch64") == 0;
+	const struct arch *arch = arch_lookup(guest->arch);
+
+	g_assert(arch);
+	return arch;
 }
 
 /* Machines whose root bus is PCIe: ivshmem is a conventional PCI device, so
@@ -65,7 +70,7 @@ char *domxml_kernel_cmdline(const struct lab *lab, const struct lab_guest *guest
 	g_autoptr(GString) cmdline = g_string_new(NULL);
 
 	g_string_append_printf(cmdline, "console=%s panic=-1 ivlab.lab=%s ivlab.guest=%s ivlab.regions=",
-			       is_aarch64(guest) ? "ttyAMA0" : "ttyS0", lab->name, guest->name);
+			       guest_arch(guest)->console, lab->name, guest->name);
 	for (guint i = 0; i < guest->regions->len; i++) {
 		const struct lab_region *region = g_ptr_array_index(guest->regions, i);
 
@@ -102,8 +107,8 @@ static void add_metadata(xmlNode *domain, const struct lab *lab, const struct la
 static void add_os(xmlNode *domain, const struct lab *lab, const struct lab_guest *guest)
 {
 	g_autofree char *image_dir = ivlab_image_dir(guest->arch);
-	g_autofree char *kernel = g_build_filename(image_dir, "vmlinuz", NULL);
-	g_autofree char *initrd = g_build_filename(image_dir, "initrd.img", NULL);
+	g_autofree char *kernel = g_build_filename(image_dir, guest_arch(guest)->kernel_file, NULL);
+	g_autofree char *initrd = g_build_filename(image_dir, guest_arch(guest)->initrd_file, NULL);
 	g_autofree char *cmdline = domxml_kernel_cmdline(lab, guest);
 	xmlNode *os = child(domain, "os", NULL);
 	xmlNode *type = child(os, "type", "hvm");
@@ -234,16 +239,17 @@ char *domxml_build(const struct lab *lab, const struct lab_guest *guest, gboolea
 		child(domain, "vcpu", vcpus);
 	}
 	add_os(domain, lab, guest);
-	if (is_aarch64(guest)) {
-		/* Direct kernel boot without UEFI: no ACPI; the GIC comes from the machine. */
-		node = child(domain, "cpu", NULL);
-		attr(node, "mode", "custom");
-		attr(node, "match", "exact");
-		attr(child(node, "model", "cortex-a57"), "fallback", "forbid");
-	} else {
+	if (guest_arch(guest)->acpi) {
 		/* Without ACPI an x86 guest cannot power itself off. */
 		node = child(domain, "features", NULL);
 		child(node, "acpi", NULL);
+	}
+	if (guest_arch(guest)->cpu_model) {
+		/* The GIC, on aarch64, comes from the machine. */
+		node = child(domain, "cpu", NULL);
+		attr(node, "mode", "custom");
+		attr(node, "match", "exact");
+		attr(child(node, "model", guest_arch(guest)->cpu_model), "fallback", "forbid");
 	}
 	attr(child(domain, "clock", NULL), "offset", "utc");
 	child(domain, "on_poweroff", "destroy");

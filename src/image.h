@@ -60,12 +60,4 @@ ImageInfo *image_info_load(const char *arch, GError **error);
 void image_info_free(ImageInfo *info);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(ImageInfo, image_info_free)
 
-/* The names in a busybox binary's applet table ("[", "[[", "acpid", ...),
- * read from the file itself so a foreign-arch busybox needs no running. */
-GStrv image_busybox_applets(GBytes *busybox, GError **error);
-
-/* A kernel module's .modinfo entry (e.g. "depends", "name", "vermagic"),
- * NULL if absent or not a 64-bit little-endian ELF object. */
-char *image_modinfo(GBytes *module, const char *key);
-
 #endif

@@ -1,5 +1,6 @@
 /* initramfs.c: the guest's initramfs as a list of entries, written with
- * libarchive in the newc cpio format the kernel unpacks. */
+ * libarchive in the newc cpio format the kernel unpacks, and the layout of
+ * the guest image's one (busybox, /init, the agent, the modules). */
 #include "config.h"
 
 #include <errno.h>
@@ -12,6 +13,7 @@
 
 #include "initramfs.h"
 #include "ivlab.h"
+#include "kmod.h"
 
 struct initramfs_entry {
 	char *path; /* without the leading '/', as cpio stores it */
@@ -230,4 +232,104 @@ gboolean initramfs_write(Initramfs *initramfs, const char *out_path,
 	if (!ok)
 		g_unlink(tmp_path);
 	return ok;
+}
+
+/* --- the guest image's initramfs ---------------------------------------- */
+
+/* busybox's applet_names[] is one string of sorted, NUL-separated names
+ * that starts with the test applets "[" and "[["; found by this pattern
+ * (the NUL before it ends the string before the table). */
+#define BUSYBOX_APPLETS_START "\0[\0[[\0"
+#define BUSYBOX_APPLETS_START_LEN (sizeof(BUSYBOX_APPLETS_START) - 1)
+/* Fewer names than this is a false match, not busybox's table. */
+#define BUSYBOX_APPLETS_MIN 10
+
+/* The character devices /init needs before devtmpfs is mounted (the
+ * kernel opens /dev/console for it): Linux's fixed numbers. */
+#define DEV_CONSOLE_MAJOR 5 /* TTYAUX_MAJOR */
+#define DEV_CONSOLE_MINOR 1
+#define DEV_NULL_MAJOR 1 /* MEM_MAJOR */
+#define DEV_NULL_MINOR 3
+
+GStrv initramfs_busybox_applets(GBytes *busybox, GError **error)
+{
+	gsize size;
+	const char *data = g_bytes_get_data(busybox, &size);
+	const char *end = data + size;
+	const char *hit = memmem(data, size, BUSYBOX_APPLETS_START, BUSYBOX_APPLETS_START_LEN);
+	g_autoptr(GStrvBuilder) names = g_strv_builder_new();
+	guint count = 0;
+
+	if (!hit) {
+		ivlab_fail(error, "busybox: no applet table found in the binary");
+		return NULL;
+	}
+	for (const char *name = hit + 1; name < end && *name; count++) {
+		gsize len = strnlen(name, end - name);
+
+		g_strv_builder_add(names, name);
+		name += len + 1;
+	}
+	if (count < BUSYBOX_APPLETS_MIN) {
+		ivlab_fail(error, "busybox: the applet table has only %u names", count);
+		return NULL;
+	}
+	return g_strv_builder_end(names);
+}
+
+static gboolean add_busybox(Initramfs *initramfs, GBytes *busybox, GError **error)
+{
+	g_auto(GStrv) applets = initramfs_busybox_applets(busybox, error);
+
+	if (!applets)
+		return FALSE;
+	initramfs_add_bytes(initramfs, "/bin/busybox", busybox, 0755);
+	for (char **applet = applets; *applet; applet++) {
+		g_autofree char *path = g_build_filename("/bin", *applet, NULL);
+
+		if (strcmp(*applet, "busybox") != 0 && !strchr(*applet, '/') &&
+		    !initramfs_has(initramfs, path))
+			initramfs_add_symlink(initramfs, path, "busybox");
+	}
+	return TRUE;
+}
+
+static void add_modules(Initramfs *initramfs, GPtrArray *modules, GBytes *ivlab_ko)
+{
+	g_autoptr(GString) load_list = g_string_new(NULL);
+	g_autoptr(GBytes) list_bytes = NULL;
+
+	for (guint i = 0; i < modules->len; i++) {
+		const struct kmod *kmod = modules->pdata[i];
+		g_autofree char *file = g_strdup_printf("%s.ko", kmod->name);
+		g_autofree char *path = g_build_filename("/lib/modules", file, NULL);
+
+		initramfs_add_bytes(initramfs, path, kmod->bytes, 0644);
+		g_string_append_printf(load_list, "%s\n", file);
+	}
+	initramfs_add_bytes(initramfs, "/lib/modules/ivlab.ko", ivlab_ko, 0644);
+	list_bytes = g_bytes_new(load_list->str, load_list->len);
+	initramfs_add_bytes(initramfs, "/lib/modules/load.list", list_bytes, 0644);
+}
+
+gboolean initramfs_write_guest(const struct initramfs_guest *guest, const char *out_path,
+			       enum initramfs_compression compression, GError **error)
+{
+	g_autoptr(Initramfs) initramfs = initramfs_new();
+	g_autoptr(GBytes) info_bytes = NULL;
+	const char *const dirs[] = { "/bin", "/sbin", "/dev", "/proc", "/sys", "/tmp", "/run",
+				     "/etc", "/root", "/mnt", "/lib/modules" };
+
+	for (gsize i = 0; i < G_N_ELEMENTS(dirs); i++)
+		initramfs_add_dir(initramfs, dirs[i], strcmp(dirs[i], "/tmp") == 0 ? 01777 : 0755);
+	initramfs_add_chardev(initramfs, "/dev/console", DEV_CONSOLE_MAJOR, DEV_CONSOLE_MINOR, 0600);
+	initramfs_add_chardev(initramfs, "/dev/null", DEV_NULL_MAJOR, DEV_NULL_MINOR, 0666);
+	if (!add_busybox(initramfs, guest->busybox, error) ||
+	    !initramfs_add_file(initramfs, "/init", guest->init_path, 0755, error) ||
+	    !initramfs_add_file(initramfs, "/sbin/ivlab-agent", guest->agent_path, 0755, error))
+		return FALSE;
+	add_modules(initramfs, guest->modules, guest->ivlab_ko);
+	info_bytes = g_bytes_new(guest->image_info, strlen(guest->image_info));
+	initramfs_add_bytes(initramfs, "/etc/ivlab-image", info_bytes, 0644);
+	return initramfs_write(initramfs, out_path, compression, error);
 }

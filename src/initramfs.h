@@ -1,5 +1,6 @@
 /* initramfs.h: an initramfs assembled in memory, then written by libarchive
- * as a newc cpio archive, compressed, owned by root, with fixed times. */
+ * as a newc cpio archive, compressed, owned by root, with fixed times; and
+ * the guest image's initramfs laid out as src/guest/init expects. */
 #ifndef IVLAB_INITRAMFS_H
 #define IVLAB_INITRAMFS_H
 
@@ -33,5 +34,26 @@ gboolean initramfs_write(Initramfs *initramfs, const char *out_path,
 			 enum initramfs_compression compression, GError **error);
 
 gboolean initramfs_parse_compression(const char *name, enum initramfs_compression *compression);
+
+/* The names in a busybox binary's applet table ("[", "[[", "acpid", ...),
+ * read from the file itself so a foreign-arch busybox needs no running. */
+GStrv initramfs_busybox_applets(GBytes *busybox, GError **error);
+
+/* What goes into a guest image's initramfs. */
+struct initramfs_guest {
+	GBytes *busybox;        /* static; its applets become links */
+	const char *init_path;  /* src/guest/init */
+	const char *agent_path; /* the static agent */
+	GPtrArray *modules;     /* struct kmod * (kmod.h), in load order */
+	GBytes *ivlab_ko;
+	const char *image_info; /* /etc/ivlab-image: "key=value" lines */
+};
+
+/* The layout src/guest/init expects: /bin/busybox and its applet links,
+ * /init, /sbin/ivlab-agent, /lib/modules/ *.ko and load.list naming the
+ * modules in load order (the ivlab module is ivlab.ko beside them),
+ * /etc/ivlab-image; written to out_path. */
+gboolean initramfs_write_guest(const struct initramfs_guest *guest, const char *out_path,
+			       enum initramfs_compression compression, GError **error);
 
 #endif

@@ -114,6 +114,22 @@ const char *ivlab_state_dir(void);
 char *ivlab_lab_dir(const char *lab_name);
 char *ivlab_image_dir(const char *arch);
 
+/* Files and directories (the image pipeline and its caches). */
+gboolean ivlab_make_dir(const char *dir, GError **error); /* mkdir -p, mode 0755 */
+gboolean ivlab_remove_tree(const char *path, GError **error); /* rm -r; absent is fine */
+gboolean ivlab_copy_tree(const char *from, const char *to, GError **error); /* cp -r */
+/* The names in a directory, sorted (empty when it cannot be read). */
+GPtrArray *ivlab_dir_names(const char *dir);
+/* Adds a file's or a tree's names and contents, in sorted order, to sum. */
+void ivlab_hash_tree(GChecksum *sum, const char *path, const char *name);
+/* An exclusive flock on path, waiting (and saying so with ivlab_info(),
+ * naming waiting_for) while another holder has it; close() releases it.
+ * -1 with error set on failure. */
+int ivlab_lock_file(const char *path, const char *waiting_for, GError **error);
+typedef int IvlabLock;
+void ivlab_unlock(IvlabLock fd);
+G_DEFINE_AUTO_CLEANUP_FREE_FUNC(IvlabLock, ivlab_unlock, -1)
+
 /* "16MiB", "4M", "1G", "65536" -> bytes; FALSE on junk or overflow. */
 gboolean ivlab_parse_size(const char *text, guint64 *bytes);
 char *ivlab_format_size(guint64 bytes);

@@ -8,6 +8,7 @@
 #include <libxml/tree.h>
 
 #include "ivlab.h"
+#include "arch.h"
 #include "lab.h"
 
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(xmlDoc, xmlFreeDoc)
@@ -245,11 +246,6 @@ static struct lab_region *parse_region(struct lab *lab, xmlNode *node, GError **
 	return g_steal_pointer(&region);
 }
 
-static const char *default_machine(const char *arch)
-{
-	return strcmp(arch, "aarch64") == 0 ? "virt" : "pc";
-}
-
 static gboolean parse_attachments(struct lab *lab, struct lab_guest *guest, xmlNode *node,
 				  GError **error)
 {
@@ -282,12 +278,10 @@ static gboolean parse_attachments(struct lab *lab, struct lab_guest *guest, xmlN
 
 static struct lab_guest *parse_guest(struct lab *lab, xmlNode *node, GError **error)
 {
-	static const char *const arches[] = { "x86_64", "aarch64", NULL };
-	static const char *const machines[] = { "pc", "q35", "virt", NULL };
 	g_autoptr(LabGuest) guest = g_new0(struct lab_guest, 1);
 	const char *path = lab->path;
 	struct lab_guest *first;
-	gboolean aarch64;
+	const struct arch *arch;
 
 	guest->line = xmlGetLineNo(node);
 	guest->regions = g_ptr_array_new();
@@ -300,16 +294,18 @@ static struct lab_guest *parse_guest(struct lab *lab, xmlNode *node, GError **er
 			  guest->name, first->line);
 		return NULL;
 	}
-	if (!parse_choice_attr(node, path, "arch", arches, TRUE, &guest->arch, error) ||
-	    !parse_choice_attr(node, path, "machine", machines, FALSE, &guest->machine, error))
+	if (!parse_choice_attr(node, path, "arch", arch_names(), TRUE, &guest->arch, error) ||
+	    !parse_choice_attr(node, path, "machine", arch_all_machines(), FALSE, &guest->machine,
+			       error))
 		return NULL;
-	aarch64 = strcmp(guest->arch, "aarch64") == 0;
+	arch = arch_lookup(guest->arch);
 	if (!guest->machine)
-		guest->machine = g_strdup(default_machine(guest->arch));
-	if (aarch64 != (strcmp(guest->machine, "virt") == 0)) {
-		lab_error(error, path, guest->line, "guest '%s': machine '%s' cannot run an %s guest (%s)",
-			  guest->name, guest->machine, guest->arch,
-			  aarch64 ? "use virt" : "use pc or q35");
+		guest->machine = g_strdup(arch->default_machine);
+	if (!arch_has_machine(arch, guest->machine)) {
+		g_autofree char *valid = g_strjoinv(" or ", (char **)arch->machines);
+
+		lab_error(error, path, guest->line, "guest '%s': machine '%s' cannot run an %s guest (use %s)",
+			  guest->name, guest->machine, guest->arch, valid);
 		return NULL;
 	}
 	guest->memory = 256ULL << 20;

@@ -10,9 +10,11 @@
 #include <libxml/parser.h>
 #include <libxml/xpath.h>
 
+#include "arch.h"
 #include "host.h"
 #include "ivlab.h"
 #include "preflight.h"
+#include "run.h"
 
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(xmlDoc, xmlFreeDoc)
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(xmlXPathContext, xmlXPathFreeContext)
@@ -88,22 +90,15 @@ static char *xpath_string(xmlDoc *doc, const char *expression)
 	return g_strdup((const char *)result->stringval);
 }
 
-static const char *emulator_package(const char *arch)
-{
-	return strcmp(arch, "aarch64") == 0 ? "qemu-system-arm" : "qemu-system-x86";
-}
-
 /* The devices the emulator offers, from `EMULATOR -machine none -device help`. */
 static char *emulator_devices(const char *emulator)
 {
-	const char *argv[] = { emulator, "-machine", "none", "-device", "help", NULL };
-	g_autofree char *out = NULL, *err = NULL;
-	int status;
+	const char *const argv[] = { emulator, "-machine", "none", "-device", "help", NULL };
+	g_auto(IvlabRun) run = { .argv = argv, .may_fail = TRUE };
 
-	if (!g_spawn_sync(NULL, (char **)argv, NULL, G_SPAWN_STDIN_FROM_DEV_NULL, NULL, NULL,
-			  &out, &err, &status, NULL))
+	if (!ivlab_run(&run, NULL))
 		return NULL;
-	return g_strconcat(out ? out : "", err ? err : "", NULL);
+	return g_strconcat(run.out, run.err, NULL);
 }
 
 /* Every directory from / down to path must be searchable by the QEMU user. */
@@ -163,7 +158,7 @@ gboolean preflight_check(virConnectPtr conn, const struct lab *lab, GError **err
 							"'%s' with %s (%s; install the Debian package %s)",
 							guest->name, guest->arch, guest->machine,
 							kvm ? "kvm" : "tcg", virGetLastErrorMessage(),
-							emulator_package(guest->arch)));
+							arch_lookup(guest->arch)->qemu_package));
 			virResetLastError();
 			continue;
 		}

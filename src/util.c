@@ -1,14 +1,20 @@
-/* util.c: error domain, messages, sizes, names and the directories ivlab uses. */
+/* util.c: error domain, messages, sizes, names, the directories ivlab uses,
+ * file helpers and the one child-process runner (run.h). */
 #include "config.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 #include <glib/gstdio.h>
 
 #include "ivlab.h"
+#include "run.h"
 
 G_DEFINE_QUARK(ivlab-error-quark, ivlab_error)
 
@@ -315,4 +321,246 @@ char *ivlab_progress_bar(guint64 have, guint64 total)
 
 	return g_strdup_printf("[%.*s%*s] %3d%%", filled, "##############################",
 			       PROGRESS_BAR_WIDTH - filled, "", percent);
+}
+
+/* --- files and directories ---------------------------------------------- */
+
+gboolean ivlab_make_dir(const char *dir, GError **error)
+{
+	if (g_mkdir_with_parents(dir, 0755) != 0)
+		return ivlab_fail_errno(error, "%s", dir);
+	return TRUE;
+}
+
+gboolean ivlab_remove_tree(const char *path, GError **error)
+{
+	struct stat st;
+
+	if (lstat(path, &st) != 0)
+		return errno == ENOENT ? TRUE : ivlab_fail_errno(error, "%s", path);
+	if (S_ISDIR(st.st_mode)) {
+		g_autoptr(GDir) dir = g_dir_open(path, 0, NULL);
+		const char *name;
+
+		while (dir && (name = g_dir_read_name(dir))) {
+			g_autofree char *child = g_build_filename(path, name, NULL);
+
+			if (!ivlab_remove_tree(child, error))
+				return FALSE;
+		}
+		if (g_rmdir(path) != 0)
+			return ivlab_fail_errno(error, "%s", path);
+	} else if (g_unlink(path) != 0) {
+		return ivlab_fail_errno(error, "%s", path);
+	}
+	return TRUE;
+}
+
+gboolean ivlab_copy_tree(const char *from, const char *to, GError **error)
+{
+	struct stat st;
+
+	if (stat(from, &st) != 0)
+		return ivlab_fail_errno(error, "%s", from);
+	if (S_ISDIR(st.st_mode)) {
+		g_autoptr(GDir) dir = g_dir_open(from, 0, error);
+		const char *name;
+
+		if (!dir || !ivlab_make_dir(to, error))
+			return FALSE;
+		while ((name = g_dir_read_name(dir))) {
+			g_autofree char *a = g_build_filename(from, name, NULL);
+			g_autofree char *b = g_build_filename(to, name, NULL);
+
+			if (!ivlab_copy_tree(a, b, error))
+				return FALSE;
+		}
+		return TRUE;
+	}
+	g_autofree char *contents = NULL;
+	gsize length;
+
+	if (!g_file_get_contents(from, &contents, &length, error))
+		return FALSE;
+	return g_file_set_contents_full(to, contents, length, G_FILE_SET_CONTENTS_NONE, 0644, error);
+}
+
+static int compare_names(gconstpointer a, gconstpointer b)
+{
+	return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+GPtrArray *ivlab_dir_names(const char *path)
+{
+	g_autoptr(GDir) dir = g_dir_open(path, 0, NULL);
+	GPtrArray *names = g_ptr_array_new_with_free_func(g_free);
+	const char *name;
+
+	while (dir && (name = g_dir_read_name(dir)))
+		g_ptr_array_add(names, g_strdup(name));
+	g_ptr_array_sort(names, compare_names);
+	return names;
+}
+
+void ivlab_hash_tree(GChecksum *sum, const char *path, const char *name)
+{
+	struct stat st;
+
+	g_checksum_update(sum, (const guchar *)name, strlen(name) + 1);
+	if (stat(path, &st) != 0)
+		return;
+	if (S_ISDIR(st.st_mode)) {
+		g_autoptr(GPtrArray) names = ivlab_dir_names(path);
+
+		for (guint i = 0; i < names->len; i++) {
+			g_autofree char *sub = g_build_filename(path, names->pdata[i], NULL);
+			g_autofree char *subname = g_build_filename(name, names->pdata[i], NULL);
+
+			ivlab_hash_tree(sum, sub, subname);
+		}
+		return;
+	}
+	g_autofree char *contents = NULL;
+	gsize length = 0;
+
+	if (g_file_get_contents(path, &contents, &length, NULL))
+		g_checksum_update(sum, (const guchar *)contents, length);
+}
+
+void ivlab_unlock(IvlabLock fd)
+{
+	if (fd >= 0)
+		close(fd);
+}
+
+int ivlab_lock_file(const char *path, const char *waiting_for, GError **error)
+{
+	int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+
+	if (fd < 0) {
+		ivlab_fail_errno(error, "%s", path);
+		return -1;
+	}
+	if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+		ivlab_info("waiting for %s (%s)", waiting_for, path);
+		if (flock(fd, LOCK_EX) != 0) {
+			ivlab_fail_errno(error, "%s", path);
+			close(fd);
+			return -1;
+		}
+	}
+	return fd;
+}
+
+/* --- child processes (run.h) --------------------------------------------- */
+
+static ivlab_run_hook dry_run_hook;
+static gpointer dry_run_data;
+
+void ivlab_run_set_dry_run(ivlab_run_hook hook, gpointer user_data)
+{
+	dry_run_hook = hook;
+	dry_run_data = user_data;
+}
+
+void ivlab_run_clear(struct ivlab_run *run)
+{
+	g_clear_pointer(&run->out, g_free);
+	g_clear_pointer(&run->err, g_free);
+}
+
+/* The line of a failed command's output that best says why: the first one
+ * naming an error (compilers, make, apt's "E: "), else the first of stderr,
+ * else the last of stdout. */
+static char *telling_line(const char *err, const char *out)
+{
+	g_auto(GStrv) err_lines = g_strsplit(err, "\n", -1);
+	g_auto(GStrv) out_lines = g_strsplit(out, "\n", -1);
+	const char *first = NULL, *last_out = NULL;
+
+	for (char **line = err_lines; *line; line++) {
+		g_autofree char *lower = g_ascii_strdown(g_strstrip(*line), -1);
+
+		if (!**line)
+			continue;
+		if (g_str_has_prefix(*line, "E: ") || strstr(lower, "error") || strstr(lower, "fatal"))
+			return g_strdup(*line);
+		if (!first)
+			first = *line;
+	}
+	if (first)
+		return g_strdup(first);
+	for (char **line = out_lines; *line; line++)
+		if (*g_strstrip(*line))
+			last_out = *line;
+	return last_out ? g_strdup(last_out) : NULL;
+}
+
+static void debug_lines(const char *what, const char *text)
+{
+	g_auto(GStrv) lines = g_strsplit(text, "\n", -1);
+
+	for (char **line = lines; *line; line++)
+		if (**line)
+			ivlab_debug("%s: %s", what, *line);
+}
+
+static gboolean run_spawn(struct ivlab_run *run, GError **error)
+{
+	g_auto(GStrv) envp = NULL;
+	g_autoptr(GError) spawn_error = NULL;
+	int wait_status;
+
+	if (run->env) {
+		envp = g_get_environ();
+		for (gsize i = 0; run->env[i]; i++) {
+			g_auto(GStrv) pair = g_strsplit(run->env[i], "=", 2);
+
+			envp = g_environ_setenv(envp, pair[0], pair[1] ? pair[1] : "", TRUE);
+		}
+	}
+	if (!g_spawn_sync(run->cwd, (char **)run->argv, envp,
+			  G_SPAWN_SEARCH_PATH | G_SPAWN_STDIN_FROM_DEV_NULL, NULL, NULL, &run->out,
+			  &run->err, &wait_status, &spawn_error))
+		return ivlab_fail(error, "%s: %s", run->argv[0], spawn_error->message);
+	if (WIFEXITED(wait_status))
+		run->status = WEXITSTATUS(wait_status);
+	else if (WIFSIGNALED(wait_status))
+		run->status = 128 + WTERMSIG(wait_status);
+	else
+		run->status = 128;
+	return TRUE;
+}
+
+gboolean ivlab_run(struct ivlab_run *run, GError **error)
+{
+	g_autofree char *line = g_strjoinv(" ", (char **)run->argv);
+	g_autofree char *why = NULL;
+	gboolean started;
+
+	ivlab_run_clear(run);
+	run->status = 0;
+	ivlab_debug("running: %s%s%s", line, run->cwd ? " in " : "", run->cwd ? run->cwd : "");
+	if (dry_run_hook)
+		started = dry_run_hook(run, dry_run_data, error);
+	else
+		started = run_spawn(run, error);
+	if (!run->out)
+		run->out = g_strdup("");
+	if (!run->err)
+		run->err = g_strdup("");
+	if (!started)
+		return FALSE;
+	if (run->status == 0 || run->may_fail) {
+		if (ivlab_verbosity() >= 3)
+			debug_lines(run->argv[0], run->err);
+		return TRUE;
+	}
+	debug_lines(run->argv[0], run->err);
+	why = telling_line(run->err, run->out);
+	if (why)
+		return ivlab_fail(error, "%s failed: %s", run->argv[0], why);
+	if (run->status > 128)
+		return ivlab_fail(error, "%s failed: killed by signal %d", run->argv[0], run->status - 128);
+	return ivlab_fail(error, "%s failed with exit status %d", run->argv[0], run->status);
 }

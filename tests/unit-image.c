@@ -1,5 +1,6 @@
 /* unit-image.c: unit tests of the image pipeline's parts: the initramfs
- * writer, .deb reading, busybox applet and modinfo parsing, sha256 checks.
+ * writer, .deb reading, busybox applet and modinfo parsing, module load
+ * order, sha256 checks.
  * Touches nothing real beyond temporary files. */
 #include "config.h"
 
@@ -15,6 +16,7 @@
 #include "fetch.h"
 #include "image.h"
 #include "initramfs.h"
+#include "kmod.h"
 #include "ivlab.h"
 
 static char *scratch_dir(void)
@@ -263,7 +265,7 @@ static void test_busybox_applets(void)
 				   "sh\0sleep\0test\0umount\0zcat\0\0more junk";
 	g_autoptr(GBytes) bytes = g_bytes_new_static(blob, sizeof(blob));
 	g_autoptr(GError) error = NULL;
-	g_auto(GStrv) names = image_busybox_applets(bytes, &error);
+	g_auto(GStrv) names = initramfs_busybox_applets(bytes, &error);
 
 	g_assert_no_error(error);
 	g_assert_nonnull(names);
@@ -278,7 +280,7 @@ static void test_busybox_no_table(void)
 	static const char blob[] = "\177ELF nothing to see";
 	g_autoptr(GBytes) bytes = g_bytes_new_static(blob, sizeof(blob));
 	g_autoptr(GError) error = NULL;
-	g_auto(GStrv) names = image_busybox_applets(bytes, &error);
+	g_auto(GStrv) names = initramfs_busybox_applets(bytes, &error);
 
 	g_assert_null(names);
 	g_assert_error(error, IVLAB_ERROR, IVLAB_ERROR_FAILED);
@@ -328,11 +330,11 @@ static void test_modinfo(void)
 	static const char modinfo[] = "license=GPL\0depends=virtio,virtio_ring\0name=virtio_console\0"
 				      "vermagic=6.1.0-57-amd64 SMP preempt mod_unload modversions ";
 	g_autoptr(GBytes) module = fake_module(modinfo, sizeof(modinfo));
-	g_autofree char *depends = image_modinfo(module, "depends");
-	g_autofree char *name = image_modinfo(module, "name");
-	g_autofree char *vermagic = image_modinfo(module, "vermagic");
-	g_autofree char *none = image_modinfo(module, "author");
-	g_autofree char *prefix = image_modinfo(module, "dep");
+	g_autofree char *depends = kmod_modinfo(module, "depends");
+	g_autofree char *name = kmod_modinfo(module, "name");
+	g_autofree char *vermagic = kmod_modinfo(module, "vermagic");
+	g_autofree char *none = kmod_modinfo(module, "author");
+	g_autofree char *prefix = kmod_modinfo(module, "dep");
 
 	g_assert_cmpstr(depends, ==, "virtio,virtio_ring");
 	g_assert_cmpstr(name, ==, "virtio_console");
@@ -348,17 +350,86 @@ static void test_modinfo_garbage(void)
 	g_autoptr(GBytes) junk = g_bytes_new_static("not an ELF file at all, really not", 34);
 	gsize size;
 	const guint8 *data = g_bytes_get_data(module, &size);
-	g_autofree char *empty = image_modinfo(module, "depends");
+	g_autofree char *empty = kmod_modinfo(module, "depends");
 
 	g_assert_cmpstr(empty, ==, "");
-	g_assert_null(image_modinfo(junk, "name"));
+	g_assert_null(kmod_modinfo(junk, "name"));
 	/* Every truncation is refused or answered, never read past the end. */
 	for (gsize cut = 0; cut < size; cut += 7) {
 		g_autoptr(GBytes) truncated = g_bytes_new(data, cut);
-		g_autofree char *value = image_modinfo(truncated, "name");
+		g_autofree char *value = kmod_modinfo(truncated, "name");
 
 		g_assert_true(value == NULL || strcmp(value, "x") == 0);
 	}
+}
+
+/* A module file with its dependencies, as a kernel build tree has it. */
+static void write_module(const char *dir, const char *file, const char *depends)
+{
+	g_autofree char *modinfo = g_strdup_printf("depends=%s", depends);
+	g_autoptr(GBytes) module = fake_module(modinfo, strlen(modinfo) + 1);
+	g_autofree char *path = g_build_filename(dir, file, NULL);
+
+	g_assert_true(g_file_set_contents(path, g_bytes_get_data(module, NULL),
+					  g_bytes_get_size(module), NULL));
+}
+
+static void test_kmod_load_order(void)
+{
+	g_autofree char *dir = scratch_dir();
+	g_autofree char *sub = g_build_filename(dir, "drivers", "virtio", NULL);
+	g_autofree char *builtin = g_build_filename(dir, "modules.builtin", NULL);
+	const char *const wanted[] = { "virtio-console", "virtio_pci", "virtio", "absent", NULL };
+	const char *const strict_names[] = { "absent", NULL };
+	g_auto(KmodKernel) kernel = { 0 };
+	g_autoptr(GError) error = NULL;
+	g_autoptr(GPtrArray) order = NULL;
+	g_autoptr(GString) names = g_string_new(NULL);
+
+	g_assert_cmpint(g_mkdir_with_parents(sub, 0755), ==, 0);
+	/* virtio is built in (so no module depends on it); the others are
+	 * files, found at any depth. */
+	g_assert_true(g_file_set_contents(builtin, "kernel/drivers/virtio/virtio.ko\n", -1, NULL));
+	write_module(sub, "virtio_ring.ko", "");
+	write_module(sub, "virtio_pci_modern_dev.ko", "virtio_ring");
+	write_module(sub, "virtio_pci.ko", "virtio_ring,virtio_pci_modern_dev");
+	write_module(dir, "virtio-console.ko", "virtio_ring");
+	g_assert_true(kmod_kernel_from_dir(&kernel, dir, &error));
+	g_assert_no_error(error);
+	kernel.release = g_strdup("6.1.0-test");
+	order = kmod_load_order(&kernel, wanted, FALSE, &error);
+	g_assert_no_error(error);
+	g_assert_nonnull(order);
+	for (guint i = 0; i < order->len; i++) {
+		const struct kmod *kmod = order->pdata[i];
+
+		g_assert_nonnull(kmod->bytes);
+		g_string_append_printf(names, "%s%s", i ? " " : "", kmod->name);
+	}
+	/* Each after what it depends on, once; the built-in and the absent left out. */
+	g_assert_cmpstr(names->str, ==, "virtio_ring virtio_console virtio_pci_modern_dev virtio_pci");
+
+	/* Strict (a Debian kernel): a named module it lacks is an error. */
+	g_clear_pointer(&order, g_ptr_array_unref);
+	order = kmod_load_order(&kernel, strict_names, TRUE, &error);
+	g_assert_null(order);
+	g_assert_error(error, IVLAB_ERROR, IVLAB_ERROR_FAILED);
+	g_assert_nonnull(strstr(error->message, "needs the module absent"));
+	rm_rf(dir);
+}
+
+static void test_kmod_check_release(void)
+{
+	static const char modinfo[] = "vermagic=6.1.0-57-amd64 SMP preempt mod_unload ";
+	g_autoptr(GBytes) module = fake_module(modinfo, sizeof(modinfo));
+	g_autoptr(GError) error = NULL;
+
+	g_assert_true(kmod_check_release(module, "6.1.0-57-amd64", &error));
+	g_assert_no_error(error);
+	g_assert_false(kmod_check_release(module, "6.1.0-57", &error));
+	g_assert_cmpstr(error->message, ==,
+			"image: the module was built for '6.1.0-57-amd64 SMP preempt mod_unload ' but "
+			"the kernel is 6.1.0-57 (wrong build directory?)");
 }
 
 /* --- .deb packages built here with libarchive ----------------------------- */
@@ -577,6 +648,8 @@ int main(int argc, char **argv)
 	g_test_add_func("/image/busybox-no-table", test_busybox_no_table);
 	g_test_add_func("/image/modinfo", test_modinfo);
 	g_test_add_func("/image/modinfo-garbage", test_modinfo_garbage);
+	g_test_add_func("/kmod/load-order", test_kmod_load_order);
+	g_test_add_func("/kmod/check-release", test_kmod_check_release);
 	g_test_add_func("/image/arches-and-paths", test_arches_and_paths);
 	g_test_add_func("/debpkg/read", test_deb_read);
 	g_test_add_func("/debpkg/hostile", test_deb_hostile);
