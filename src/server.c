@@ -120,21 +120,6 @@ static void slog(struct server *server, int priority, const char *fmt, ...)
 	server->log(priority, text, server->log_data);
 }
 
-static gboolean set_errno_error(GError **error, const char *what, ...) G_GNUC_PRINTF(2, 3);
-
-static gboolean set_errno_error(GError **error, const char *what, ...)
-{
-	int saved = errno;
-	va_list ap;
-
-	va_start(ap, what);
-	g_autofree char *text = g_strdup_vprintf(what, ap);
-	va_end(ap);
-	g_set_error(error, IVLAB_ERROR, IVLAB_ERROR_FAILED, "%s: %s", text, g_strerror(saved));
-	errno = saved;
-	return FALSE;
-}
-
 /* ---- options ---- */
 
 void server_options_init(struct server_options *opts)
@@ -713,18 +698,18 @@ static int listen_at(const char *path, int socket_mode, const char *group, struc
 		if (probe >= 0)
 			close(probe);
 		if (unlink(path) < 0 && errno != ENOENT)
-			return set_errno_error(error, "%s: cannot remove stale socket", path), -1;
+			return ivlab_fail_errno(error, "%s: cannot remove stale socket", path), -1;
 	}
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0)
-		return set_errno_error(error, "socket"), -1;
+		return ivlab_fail_errno(error, "socket"), -1;
 	if (bind(fd, (struct sockaddr *)&addr, sizeof(addr)) < 0) {
-		set_errno_error(error, "%s: bind", path);
+		ivlab_fail_errno(error, "%s: bind", path);
 		close(fd);
 		return -1;
 	}
 	if ((socket_mode >= 0 && chmod(path, socket_mode) < 0)) {
-		set_errno_error(error, "%s: chmod", path);
+		ivlab_fail_errno(error, "%s: chmod", path);
 		close(fd);
 		unlink(path);
 		return -1;
@@ -734,7 +719,7 @@ static int listen_at(const char *path, int socket_mode, const char *group, struc
 
 		if (!entry || chown(path, (uid_t)-1, entry->gr_gid) < 0) {
 			if (entry)
-				set_errno_error(error, "%s: chgrp %s", path, group);
+				ivlab_fail_errno(error, "%s: chgrp %s", path, group);
 			else
 				ivlab_fail(error, SERVER_SETTING_SOCKET_GROUP ": no such group: %s", group);
 			close(fd);
@@ -743,7 +728,7 @@ static int listen_at(const char *path, int socket_mode, const char *group, struc
 		}
 	}
 	if (listen(fd, SOMAXCONN) < 0 || lstat(path, st) < 0) {
-		set_errno_error(error, "%s: listen", path);
+		ivlab_fail_errno(error, "%s: listen", path);
 		close(fd);
 		unlink(path);
 		return -1;
@@ -768,7 +753,7 @@ static gboolean server_create_shm(struct server *server, const struct server_opt
 	case SERVER_SHM_MEMFD:
 		fd = memfd_create("ivlab-ivshmem", MFD_CLOEXEC | MFD_ALLOW_SEALING);
 		if (fd < 0)
-			return set_errno_error(error, "memfd_create");
+			return ivlab_fail_errno(error, "memfd_create");
 		server->shm_desc = g_strdup("memfd");
 		break;
 	case SERVER_SHM_POSIX: {
@@ -781,7 +766,7 @@ static gboolean server_create_shm(struct server *server, const struct server_opt
 			/* Left by a server that died: reuse it unless a live one holds it. */
 			fd = shm_open(name, O_RDWR | O_CLOEXEC, 0600);
 			if (fd < 0)
-				return set_errno_error(error, SERVER_SETTING_SHM_NAME ": shm_open %s", name);
+				return ivlab_fail_errno(error, SERVER_SETTING_SHM_NAME ": shm_open %s", name);
 			if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
 				close(fd);
 				return ivlab_fail(error, SERVER_SETTING_SHM_NAME
@@ -789,7 +774,7 @@ static gboolean server_create_shm(struct server *server, const struct server_opt
 			}
 			server->shm_name = g_strdup(name);
 		} else {
-			return set_errno_error(error, SERVER_SETTING_SHM_NAME ": shm_open %s", name);
+			return ivlab_fail_errno(error, SERVER_SETTING_SHM_NAME ": shm_open %s", name);
 		}
 		server->shm_desc = g_strdup_printf("posix:%s", name);
 		break;
@@ -799,7 +784,7 @@ static gboolean server_create_shm(struct server *server, const struct server_opt
 
 		fd = g_mkstemp_full(tmpl, O_RDWR | O_CLOEXEC, 0600);
 		if (fd < 0)
-			return set_errno_error(error, SERVER_SETTING_SHM_DIR ": cannot create a file in %s",
+			return ivlab_fail_errno(error, SERVER_SETTING_SHM_DIR ": cannot create a file in %s",
 					       opts->shm_dir);
 		server->shm_file = g_strdup(tmpl);
 		server->shm_desc = g_strdup_printf("file:%s", tmpl);
@@ -812,7 +797,7 @@ static gboolean server_create_shm(struct server *server, const struct server_opt
 				  server->shm_name);
 	if (ftruncate(fd, (off_t)opts->size) < 0) {
 		g_autofree char *text = ivlab_format_size(opts->size);
-		return set_errno_error(error, "shared memory: cannot size %s to %s", server->shm_desc, text);
+		return ivlab_fail_errno(error, "shared memory: cannot size %s to %s", server->shm_desc, text);
 	}
 	if (opts->shm_kind == SERVER_SHM_MEMFD)
 		/* Nobody can shrink the memory under a peer's mapping (SIGBUS). */
@@ -825,7 +810,7 @@ static gboolean epoll_watch(struct server *server, int fd, struct watch *watch, 
 	struct epoll_event event = { .events = EPOLLIN, .data.ptr = watch };
 
 	if (epoll_ctl(server->epoll_fd, EPOLL_CTL_ADD, fd, &event) < 0)
-		return set_errno_error(error, "epoll_ctl");
+		return ivlab_fail_errno(error, "epoll_ctl");
 	return TRUE;
 }
 
@@ -856,7 +841,7 @@ struct server *server_start(const struct server_options *opts, GError **error)
 	server->timer_fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
 	server->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
 	if (server->epoll_fd < 0 || server->timer_fd < 0 || server->reserve_fd < 0) {
-		set_errno_error(error, "server: setting up");
+		ivlab_fail_errno(error, "server: setting up");
 		server_stop(server);
 		return NULL;
 	}
@@ -894,7 +879,7 @@ gboolean server_handle_events(struct server *server, int timeout_ms, GError **er
 	if (n < 0) {
 		if (errno == EINTR)
 			return TRUE;
-		return set_errno_error(error, "epoll_wait");
+		return ivlab_fail_errno(error, "epoll_wait");
 	}
 	for (int i = 0; i < n; i++) {
 		struct watch *watch = events[i].data.ptr;

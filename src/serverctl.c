@@ -11,6 +11,7 @@
 #include <sys/un.h>
 
 #include "ivlab.h"
+#include "run.h"
 #include "serverctl.h"
 
 /* How long a server may take to send its report. */
@@ -226,21 +227,19 @@ gboolean serverctl_spawn_binary(const char *ivlab_binary, const struct server_op
 				GError **error)
 {
 	g_auto(GStrv) argv = daemon_argv(ivlab_binary, opts);
-	g_autofree char *err_text = NULL;
-	g_autoptr(GError) spawn_error = NULL;
+	g_auto(IvlabRun) run = { .argv = (const char *const *)argv, .may_fail = TRUE };
 	const char *message;
-	int status;
 
-	/* `ivlab server --daemon` exits once its grandchild listens, or with
-	 * the grandchild's error on stderr. */
-	if (!g_spawn_sync(NULL, argv, NULL, G_SPAWN_STDOUT_TO_DEV_NULL, NULL, NULL, NULL, &err_text,
-			  &status, &spawn_error))
-		return ivlab_fail(error, "cannot run %s: %s", ivlab_binary, spawn_error->message);
-	if (g_spawn_check_wait_status(status, NULL))
+	/* `ivlab server --daemon` exits once its grandchild listens (which
+	 * holds /dev/null, not our pipes), or with the grandchild's error on
+	 * stderr. */
+	if (!ivlab_run(&run, error))
+		return FALSE;
+	if (run.status == 0)
 		return TRUE;
-	g_strstrip(err_text);
+	g_strstrip(run.err);
 	/* main() wrote "ivlab: what: detail"; keep what and detail. */
-	message = g_str_has_prefix(err_text, "ivlab: ") ? err_text + strlen("ivlab: ") : err_text;
+	message = g_str_has_prefix(run.err, "ivlab: ") ? run.err + strlen("ivlab: ") : run.err;
 	return ivlab_fail(error, "%s", *message ? message : "ivlab server failed without a message");
 }
 

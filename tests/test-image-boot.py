@@ -13,12 +13,6 @@ import sys
 import tempfile
 import time
 import urllib.parse
-import importlib.util
-
-spec = importlib.util.spec_from_file_location(
-    "guestlib", os.path.join(os.environ.get("top_srcdir", "."), "tests", "test-guest-lib.py"))
-guestlib = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(guestlib)
 
 spec = importlib.util.spec_from_file_location(
     "guestlib", os.path.join(os.path.dirname(os.path.abspath(__file__)), "test-guest-lib.py"))
@@ -51,6 +45,11 @@ def skip_or_fail(desc, reason):
         return
     count += 1
     print("ok %d - %s # SKIP %s" % (count, desc, reason), flush=True)
+
+
+def diag(text):
+    for line in str(text).splitlines():
+        print("# " + line, flush=True)
 
 
 MACHINES = {
