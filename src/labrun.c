@@ -171,60 +171,17 @@ static void keep_first(GError **error, GError *err)
 		g_error_free(err);
 }
 
-/* SIGTERM the pid in pidfile if it is an ivlab server, wait for it to go. */
-static void stop_by_pidfile(const char *pidfile, GError **error)
-{
-	g_autofree char *text = NULL;
-	g_autofree char *cmdline_path = NULL, *cmdline = NULL;
-	gsize length = 0;
-	guint64 pid = 0;
-
-	if (!g_file_get_contents(pidfile, &text, NULL, NULL))
-		return;
-	g_strstrip(text);
-	if (!g_ascii_string_to_unsigned(text, 10, 2, G_MAXINT, &pid, NULL)) {
-		g_unlink(pidfile);
-		return;
-	}
-	cmdline_path = g_strdup_printf("/proc/%" G_GUINT64_FORMAT "/cmdline", pid);
-	/* Only a process that is an ivlab server gets the signal: pids recycle. */
-	if (g_file_get_contents(cmdline_path, &cmdline, &length, NULL) &&
-	    memmem(cmdline, length, "server", 7) && memmem(cmdline, length, "ivlab", 5)) {
-		ivlab_debug("stopping server pid %" G_GUINT64_FORMAT " (%s)", pid, pidfile);
-		kill((pid_t)pid, SIGTERM);
-		for (int i = 0; i < 500 && kill((pid_t)pid, 0) == 0; i++) {
-			g_autofree char *status = NULL;
-			g_autofree char *status_path = g_strdup_printf("/proc/%" G_GUINT64_FORMAT "/stat", pid);
-
-			/* A zombie (our own child) counts as gone. */
-			if (g_file_get_contents(status_path, &status, NULL, NULL) && strstr(status, ") Z "))
-				break;
-			g_usleep(10000);
-		}
-		if (kill((pid_t)pid, 0) == 0) {
-			g_autofree char *status = NULL;
-			g_autofree char *status_path = g_strdup_printf("/proc/%" G_GUINT64_FORMAT "/stat", pid);
-
-			if (!(g_file_get_contents(status_path, &status, NULL, NULL) && strstr(status, ") Z "))) {
-				kill((pid_t)pid, SIGKILL);
-				keep_first(error, g_error_new(IVLAB_ERROR, IVLAB_ERROR_FAILED,
-							      "server pid %" G_GUINT64_FORMAT
-							      " ignored SIGTERM for 5 s: killed", pid));
-			}
-		}
-	}
-	g_unlink(pidfile);
-}
-
+/* Stop the server on socket_path, and the one pidfile names (a server whose
+ * sockets are gone), then remove both sockets. */
 static void stop_server(const char *socket_path, const char *pidfile, GError **error)
 {
 	GError *err = NULL;
 
 	if (g_file_test(socket_path, G_FILE_TEST_EXISTS) &&
 	    !serverctl_stop(socket_path, 5000, &err))
-		keep_first(error, err);
-	if (pidfile)
-		stop_by_pidfile(pidfile, error);
+		keep_first(error, g_steal_pointer(&err));
+	if (pidfile && !serverctl_stop_pidfile(pidfile, 5000, &err))
+		keep_first(error, g_steal_pointer(&err));
 	g_unlink(socket_path);
 	g_autofree char *control = server_control_path(socket_path);
 	g_unlink(control);
@@ -345,7 +302,7 @@ gboolean labrun_teardown(virConnectPtr conn, const char *lab_name, const struct 
 			g_autofree char *pidfile = g_build_filename(dir, entry, NULL);
 
 			err = NULL;
-			stop_by_pidfile(pidfile, &err);
+			serverctl_stop_pidfile(pidfile, 5000, &err);
 			keep_first(&first, err);
 		}
 	}

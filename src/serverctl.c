@@ -321,3 +321,41 @@ gboolean serverctl_stop(const char *socket_path, int timeout_ms, GError **error)
 	}
 	return TRUE;
 }
+
+/* Is pid an `ivlab server`? Pids recycle: nothing else gets a signal. */
+static gboolean is_ivlab_server(pid_t pid)
+{
+	g_autofree char *path = g_strdup_printf("/proc/%ld/cmdline", (long)pid);
+	g_autofree char *cmdline = NULL;
+	gsize length = 0;
+
+	return g_file_get_contents(path, &cmdline, &length, NULL) &&
+	       memmem(cmdline, length, "server", strlen("server")) &&
+	       memmem(cmdline, length, "ivlab", strlen("ivlab"));
+}
+
+gboolean serverctl_stop_pidfile(const char *pidfile, int timeout_ms, GError **error)
+{
+	g_autofree char *text = NULL;
+	gint64 deadline = g_get_monotonic_time() + timeout_ms * (gint64)1000;
+	guint64 pid = 0;
+
+	if (!g_file_get_contents(pidfile, &text, NULL, NULL))
+		return TRUE;
+	g_strstrip(text);
+	if (g_ascii_string_to_unsigned(text, 10, 2, G_MAXINT, &pid, NULL) &&
+	    is_ivlab_server((pid_t)pid)) {
+		ivlab_debug("stopping server pid %" G_GUINT64_FORMAT " (%s)", pid, pidfile);
+		kill((pid_t)pid, SIGTERM);
+		while (process_alive((pid_t)pid) && g_get_monotonic_time() < deadline)
+			g_usleep(10000);
+		if (process_alive((pid_t)pid)) {
+			kill((pid_t)pid, SIGKILL);
+			unlink(pidfile);
+			return ivlab_fail(error, "server pid %" G_GUINT64_FORMAT " ignored SIGTERM for "
+					  "%d ms: killed", pid, timeout_ms);
+		}
+	}
+	unlink(pidfile);
+	return TRUE;
+}

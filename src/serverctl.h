@@ -41,5 +41,9 @@ gboolean serverctl_spawn_binary(const char *ivlab_binary, const struct server_op
  * its socket to disappear and its process to end. A socket nobody serves is
  * removed, and TRUE. */
 gboolean serverctl_stop(const char *socket_path, int timeout_ms, GError **error);
+/* The same for the server whose pid pidfile holds (its sockets may be gone):
+ * only a process that is an ivlab server gets SIGTERM, then SIGKILL after
+ * timeout_ms. The pidfile is removed. */
+gboolean serverctl_stop_pidfile(const char *pidfile, int timeout_ms, GError **error);
 
 #endif

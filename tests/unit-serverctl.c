@@ -473,6 +473,33 @@ static void test_spawn_errors(void)
 	g_rmdir(dir);
 }
 
+/* A pidfile naming a process that is no ivlab server: it is left alone,
+ * and the stale pidfile goes. */
+static void test_stop_pidfile_other(void)
+{
+	g_autofree char *dir = tmp_dir();
+	g_autofree char *pidfile = g_build_filename(dir, "other.pid", NULL);
+	g_autofree char *text = NULL;
+	const char *argv[] = { "sleep", "30", NULL };
+	g_autoptr(GError) error = NULL;
+	GPid pid;
+
+	g_assert_true(g_spawn_async(NULL, (char **)argv, NULL,
+				    G_SPAWN_SEARCH_PATH | G_SPAWN_DO_NOT_REAP_CHILD, NULL, NULL, &pid,
+				    &error));
+	text = g_strdup_printf("%d\n", pid);
+	g_assert_true(g_file_set_contents(pidfile, text, -1, NULL));
+	g_assert_true(serverctl_stop_pidfile(pidfile, 1000, &error));
+	g_assert_no_error(error);
+	g_assert_cmpint(kill(pid, 0), ==, 0);
+	g_assert_false(g_file_test(pidfile, G_FILE_TEST_EXISTS));
+	/* No pidfile at all is fine (down after down). */
+	g_assert_true(serverctl_stop_pidfile(pidfile, 1000, &error));
+	kill(pid, SIGKILL);
+	waitpid(pid, NULL, 0);
+	g_rmdir(dir);
+}
+
 int main(int argc, char **argv)
 {
 	g_test_init(&argc, &argv, NULL);
@@ -482,5 +509,6 @@ int main(int argc, char **argv)
 	g_test_add_func("/serverctl/stop-stubborn", test_stop_stubborn);
 	g_test_add_func("/serverctl/spawn-and-stop", test_spawn_and_stop);
 	g_test_add_func("/serverctl/spawn-errors", test_spawn_errors);
+	g_test_add_func("/serverctl/stop-pidfile-other", test_stop_pidfile_other);
 	return g_test_run();
 }
