@@ -2,6 +2,8 @@
  * (bench_copy, pingpong) and the host as an ivshmem peer. */
 #include "config.h"
 
+#include <ivlab-agent.h>
+
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -133,7 +135,7 @@ static void bench_copy(struct bench *bench, struct session_guest *bg, const stru
 	item->size = MIN(bench->opts->size ? bench->opts->size : LABBENCH_DEFAULT_SIZE, region->size);
 	ivlab_info("%s: %u copies of %" G_GUINT64_FORMAT " bytes", name, item->iterations, item->size);
 	reply = agent_request(bg->agent, bench->opts->timeout_ms, &err,
-			      "bench_copy region=%s size=%" G_GUINT64_FORMAT " iterations=%u",
+			      IVLAB_AGENT_BENCH_COPY " region=%s size=%" G_GUINT64_FORMAT " iterations=%u",
 			      region->name, item->size, item->iterations);
 	if (reply && reply_mbps(reply, "to_region_mbps", &item->to_region_mbps, &err) &&
 	    reply_mbps(reply, "from_region_mbps", &item->from_region_mbps, &err))
@@ -156,13 +158,13 @@ static gboolean start_responder(struct bench *bench, struct session_guest *respo
 				const struct lab_region *region, gint64 initiator_id, GError **error)
 {
 	AgentReply *reply = agent_request(responder->agent, bench->opts->timeout_ms, error,
-					  "irqcount region=%s", region->name);
+					  IVLAB_AGENT_IRQCOUNT " region=%s", region->name);
 
 	if (!reply)
 		return FALSE;
 	g_hash_table_unref(reply);
 	return agent_send(responder->agent, error,
-			  "pingpong region=%s peer=%" G_GINT64_FORMAT " vector=%u iterations=%u role=responder timeout_ms=%d",
+			  IVLAB_AGENT_PINGPONG " region=%s peer=%" G_GINT64_FORMAT " vector=%u iterations=%u role=responder timeout_ms=%d",
 			  region->name, initiator_id, PINGPONG_VECTOR, bench->opts->iterations, ROUND_TIMEOUT_MS);
 }
 
@@ -197,7 +199,7 @@ static void guest_pingpong(struct bench *bench, const struct lab_region *region,
 	}
 	if (start_responder(bench, responder, region, initiator_id, &err)) {
 		AgentReply *reply = agent_request(initiator->agent, bench->opts->timeout_ms, &err,
-						  "pingpong region=%s peer=%" G_GINT64_FORMAT " vector=%u iterations=%u role=initiator timeout_ms=%d",
+						  IVLAB_AGENT_PINGPONG " region=%s peer=%" G_GINT64_FORMAT " vector=%u iterations=%u role=initiator timeout_ms=%d",
 						  region->name, responder_id, PINGPONG_VECTOR,
 						  item->iterations, ROUND_TIMEOUT_MS);
 
@@ -220,7 +222,7 @@ static gboolean host_known(struct bench *bench, struct peer *peer, struct sessio
 
 	do {
 		AgentReply *reply = agent_request(bg->agent, bench->opts->timeout_ms, error,
-						  "ring region=%s peer=%d vector=%u", region->name,
+						  IVLAB_AGENT_RING " region=%s peer=%d vector=%u", region->name,
 						  peer_id(peer), PINGPONG_VECTOR);
 		guint64 count = 0;
 

@@ -3,6 +3,8 @@
  * status and the commands. */
 #include "config.h"
 
+#include <ivlab-agent.h>
+
 #include <string.h>
 
 #include "ivlab.h"
@@ -287,7 +289,7 @@ gboolean labsession_learn_regions(struct lab_session *session, struct session_gu
 	}
 	for (guint i = 0; i < n && !sg->gone; i++) {
 		g_autoptr(GError) err = NULL;
-		AgentReply *reply = labsession_ask(sg, timeout_ms, &err, "region index=%u", i);
+		AgentReply *reply = labsession_ask(sg, timeout_ms, &err, IVLAB_AGENT_REGION " index=%u", i);
 
 		if (!reply) {
 			add_problem(problems, "region index=%u: %s", i, err->message);

@@ -3,6 +3,8 @@
  * plain ones) and reports pass or fail with a reason. */
 #include "config.h"
 
+#include <ivlab-agent.h>
+
 #include <errno.h>
 #include <fcntl.h>
 #include <string.h>
@@ -404,7 +406,7 @@ static void check_pattern(struct suite *suite, struct hregion *hr, struct sessio
 	if (!want(suite, name))
 		return;
 	if (writer) {
-		AgentReply *reply = labsession_ask(writer, suite->opts->timeout_ms, &err, "fill region=%s offset=0 length=%" G_GUINT64_FORMAT
+		AgentReply *reply = labsession_ask(writer, suite->opts->timeout_ms, &err, IVLAB_AGENT_FILL " region=%s offset=0 length=%" G_GUINT64_FORMAT
 					" seed=%" G_GUINT64_FORMAT, hr->region->name, range.length, range.seed);
 
 		if (!reply) {
@@ -446,7 +448,7 @@ static char *slice_fill_line(struct session_guest *tg, guint index, gpointer dat
 {
 	struct slices *slices = data;
 
-	return g_strdup_printf("fill region=%s offset=%" G_GUINT64_FORMAT " length=%" G_GUINT64_FORMAT
+	return g_strdup_printf(IVLAB_AGENT_FILL " region=%s offset=%" G_GUINT64_FORMAT " length=%" G_GUINT64_FORMAT
 			       " seed=%" G_GUINT64_FORMAT, slices->region->name, index * slices->slice,
 			       slices->slice, slices->base_seed + index);
 }
@@ -501,7 +503,7 @@ static char *atomic_line(struct session_guest *tg, guint index, gpointer data)
 {
 	struct atomic_job *job = data;
 
-	return g_strdup_printf("atomic_add region=%s offset=%" G_GUINT64_FORMAT " count=%d",
+	return g_strdup_printf(IVLAB_AGENT_ATOMIC_ADD " region=%s offset=%" G_GUINT64_FORMAT " count=%d",
 			       job->region->name, job->offset, ATOMIC_COUNT);
 }
 
@@ -544,7 +546,7 @@ static void check_atomic(struct suite *suite, struct hregion *hr)
 	}
 	/* Start from zero, written by a guest so the check holds without the host. */
 	struct session_guest *first = g_ptr_array_index(guests, 0);
-	AgentReply *zero = labsession_ask(first, suite->opts->timeout_ms, &err, "write region=%s offset=%" G_GUINT64_FORMAT
+	AgentReply *zero = labsession_ask(first, suite->opts->timeout_ms, &err, IVLAB_AGENT_WRITE " region=%s offset=%" G_GUINT64_FORMAT
 			       " hex=0000000000000000", hr->region->name, job.offset);
 	if (!zero) {
 		result(suite, name, started, REPORT_FAIL, "cannot zero the counter: %s", err->message);
@@ -604,7 +606,7 @@ static void check_atomic(struct suite *suite, struct hregion *hr)
 	if (host_ok(hr)) {
 		final = __atomic_load_n((guint64 *)(hr->mem + job.offset), __ATOMIC_SEQ_CST);
 	} else {
-		AgentReply *reply = labsession_ask(first, suite->opts->timeout_ms, &err, "read region=%s offset=%" G_GUINT64_FORMAT
+		AgentReply *reply = labsession_ask(first, suite->opts->timeout_ms, &err, IVLAB_AGENT_READ " region=%s offset=%" G_GUINT64_FORMAT
 					" length=8", hr->region->name, job.offset);
 		const char *hex = agent_reply_get(reply, "hex");
 
@@ -641,7 +643,7 @@ static void check_unaligned(struct suite *suite, struct hregion *hr, struct sess
 		return;
 	for (gsize c = 0; c < G_N_ELEMENTS(cases); c++) {
 		g_autoptr(GError) err = NULL;
-		AgentReply *reply = labsession_ask(tg, suite->opts->timeout_ms, &err, "copytest region=%s offset=%" G_GUINT64_FORMAT
+		AgentReply *reply = labsession_ask(tg, suite->opts->timeout_ms, &err, IVLAB_AGENT_COPYTEST " region=%s offset=%" G_GUINT64_FORMAT
 					" length=%" G_GUINT64_FORMAT " seed=%" G_GUINT64_FORMAT,
 					hr->region->name, cases[c][0], cases[c][1],
 					seed_for(suite, "copytest", tg->guest->name) + c);
@@ -664,7 +666,7 @@ static void check_unaligned(struct suite *suite, struct hregion *hr, struct sess
 static gboolean irq_counts(struct suite *suite, struct session_guest *tg, const struct lab_region *region,
 			   guint64 *counts, guint vectors, GError **error)
 {
-	AgentReply *reply = labsession_ask(tg, suite->opts->timeout_ms, error, "irqcount region=%s", region->name);
+	AgentReply *reply = labsession_ask(tg, suite->opts->timeout_ms, error, IVLAB_AGENT_IRQCOUNT " region=%s", region->name);
 	g_auto(GStrv) fields = NULL;
 
 	if (!reply)
@@ -704,7 +706,7 @@ static gboolean ring_once(struct suite *suite, struct hregion *hr, struct sessio
 		}
 	}
 	if (src) {
-		AgentReply *reply = labsession_ask(src, suite->opts->timeout_ms, error, "ring region=%s peer=%" G_GINT64_FORMAT " vector=%u",
+		AgentReply *reply = labsession_ask(src, suite->opts->timeout_ms, error, IVLAB_AGENT_RING " region=%s peer=%" G_GINT64_FORMAT " vector=%u",
 					region->name, dst_id, vector);
 
 		if (!reply)
@@ -714,7 +716,7 @@ static gboolean ring_once(struct suite *suite, struct hregion *hr, struct sessio
 		return FALSE;
 	}
 	if (dst) {
-		AgentReply *reply = labsession_ask(dst, suite->opts->timeout_ms, error, "wait region=%s vector=%u timeout_ms=%d since=%"
+		AgentReply *reply = labsession_ask(dst, suite->opts->timeout_ms, error, IVLAB_AGENT_WAIT " region=%s vector=%u timeout_ms=%d since=%"
 					G_GUINT64_FORMAT, region->name, vector, DOORBELL_TIMEOUT_MS, before[vector]);
 
 		if (!reply)
