@@ -14,7 +14,9 @@
 #include <time.h>
 #include <unistd.h>
 #include <sys/resource.h>
+#include <sys/file.h>
 #include <sys/signalfd.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <glib/gstdio.h>
 
@@ -61,19 +63,35 @@ static void log_message(int priority, const char *message, gpointer data)
 	}
 }
 
+/* Appending to whatever --log-file names would let a symlink or a FIFO
+ * planted there take our lines: a regular file, not through a symlink. */
 static gboolean log_open(struct log_sink *sink, GError **error)
 {
+	struct stat st;
 	FILE *file;
+	int fd;
 
 	if (sink->target != LOG_TO_FILE)
 		return TRUE;
-	file = fopen(sink->path, "ae");
-	if (!file) {
+	fd = open(sink->path, O_WRONLY | O_APPEND | O_CREAT | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC,
+		  0640);
+	if (fd < 0) {
 		int saved = errno;
 
-		g_set_error(error, IVLAB_ERROR, IVLAB_ERROR_FAILED, "--log-file: %s: %s", sink->path,
-			    g_strerror(saved));
-		return FALSE;
+		if (saved == ELOOP)
+			return ivlab_fail(error, "--log-file: %s: is a symbolic link (refused)",
+					  sink->path);
+		return ivlab_fail(error, "--log-file: %s: %s", sink->path, g_strerror(saved));
+	}
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+		close(fd);
+		return ivlab_fail(error, "--log-file: %s: not a regular file", sink->path);
+	}
+	fcntl(fd, F_SETFL, O_APPEND);
+	file = fdopen(fd, "a");
+	if (!file) {
+		close(fd);
+		return ivlab_fail_errno(error, "--log-file: %s", sink->path);
 	}
 	if (sink->file)
 		fclose(sink->file);
@@ -92,16 +110,68 @@ static void raise_fd_limit(void)
 	}
 }
 
-static gboolean write_pidfile(const char *path, GError **error)
+/* The pid of the server holding pidfile's lock, for the message. */
+static long pidfile_holder(int fd)
+{
+	char text[32] = "";
+	ssize_t n = pread(fd, text, sizeof(text) - 1, 0);
+	guint64 pid = 0;
+
+	if (n > 0) {
+		text[n] = '\0';
+		g_strstrip(text);
+		g_ascii_string_to_unsigned(text, 10, 1, G_MAXINT, &pid, NULL);
+	}
+	return (long)pid;
+}
+
+/* The pidfile stays open and locked (flock) while the server lives: a
+ * second server given it is refused, and only its holder removes it. */
+static int write_pidfile(const char *path, GError **error)
 {
 	g_autofree char *text = g_strdup_printf("%ld\n", (long)getpid());
-	g_autoptr(GError) local = NULL;
+	struct stat st;
+	int fd = open(path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0644);
 
-	if (!g_file_set_contents(path, text, -1, &local)) {
-		g_set_error(error, IVLAB_ERROR, IVLAB_ERROR_FAILED, "--pidfile: %s", local->message);
-		return FALSE;
+	if (fd < 0) {
+		ivlab_fail_errno(error, "--pidfile: %s", path);
+		return -1;
 	}
-	return TRUE;
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+		close(fd);
+		ivlab_fail(error, "--pidfile: %s: not a regular file", path);
+		return -1;
+	}
+	if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+		long holder = pidfile_holder(fd);
+
+		close(fd);
+		if (holder)
+			ivlab_fail(error, "--pidfile: %s is held by a running server (pid %ld)",
+				   path, holder);
+		else
+			ivlab_fail(error, "--pidfile: %s is held by a running server", path);
+		return -1;
+	}
+	if (ftruncate(fd, 0) < 0 || pwrite(fd, text, strlen(text), 0) != (ssize_t)strlen(text)) {
+		ivlab_fail_errno(error, "--pidfile: %s", path);
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+/* At exit: the pidfile goes if it is still the one we locked. */
+static void remove_pidfile(const char *path, int fd)
+{
+	struct stat ours, now;
+
+	if (fd < 0)
+		return;
+	if (fstat(fd, &ours) == 0 && lstat(path, &now) == 0 && ours.st_ino == now.st_ino &&
+	    ours.st_dev == now.st_dev)
+		unlink(path);
+	close(fd);
 }
 
 /* In a daemon's grandchild: tell the waiting parent how start-up went. */
@@ -239,7 +309,7 @@ static gboolean daemonize(int *ready_fd, GError **error)
 /* Signals as events, the engine started, the pidfile written. Messages
  * name options, as the engine's settings are options here. */
 static struct server *serve_start(const struct server_options *opts, int *signal_fd,
-				  GError **error)
+				  int *pidfile_fd, GError **error)
 {
 	g_autoptr(GError) local = NULL;
 	struct server *server;
@@ -258,7 +328,7 @@ static struct server *serve_start(const struct server_options *opts, int *signal
 	if (server && *signal_fd < 0)
 		g_set_error(&local, IVLAB_ERROR, IVLAB_ERROR_FAILED, "signalfd: %s", g_strerror(errno));
 	if (server && !local && opts->pidfile)
-		write_pidfile(opts->pidfile, &local);
+		*pidfile_fd = write_pidfile(opts->pidfile, &local);
 	if (!local)
 		return server;
 	server_stop(server);
@@ -323,7 +393,7 @@ static gboolean serve_loop(struct server *server, int signal_fd, struct log_sink
 static gboolean serve(const struct server_options *opts, GError **error)
 {
 	struct log_sink sink = { .target = LOG_TO_STDERR };
-	int ready_fd = -1, signal_fd = -1;
+	int ready_fd = -1, signal_fd = -1, pidfile_fd = -1;
 	struct server *server;
 	gboolean ok;
 
@@ -346,7 +416,7 @@ static gboolean serve(const struct server_options *opts, GError **error)
 		if (sink.target == LOG_TO_SYSLOG)
 			openlog("ivlab-server", LOG_PID, LOG_DAEMON);
 	}
-	server = serve_start(opts, &signal_fd, error);
+	server = serve_start(opts, &signal_fd, &pidfile_fd, error);
 	if (!server) {
 		if (ready_fd >= 0) {
 			/* The parent prints the message; main()'s copy goes nowhere. */
@@ -366,8 +436,7 @@ static gboolean serve(const struct server_options *opts, GError **error)
 	}
 	ok = serve_loop(server, signal_fd, &sink, error);
 	server_stop(server);
-	if (opts->pidfile)
-		unlink(opts->pidfile);
+	remove_pidfile(opts->pidfile, pidfile_fd);
 	close(signal_fd);
 	/* A daemon's stderr is /dev/null: its last error goes to the log. */
 	if (!ok && opts->daemonize)
@@ -573,6 +642,8 @@ static gboolean cmd_server_check(const struct ivlab_cmd *cmd, int argc, char **a
 {
 	if (!args.socket_path)
 		return cmd_usage_error(error, cmd, "--socket PATH is required");
+	if (!*args.socket_path)
+		return cmd_usage_error(error, cmd, "--socket: the path is empty");
 	if (args.status + args.stop > 1)
 		return cmd_usage_error(error, cmd, "--status and --stop exclude each other");
 	if (args.json && !args.status)

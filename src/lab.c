@@ -2,8 +2,14 @@
  * cannot (unique names, references, ranges) and build the lab model. */
 #include "config.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <string.h>
+#include <unistd.h>
+#include <sys/stat.h>
 #include <libxml/parser.h>
+#include <libxml/SAX2.h>
+#include <libxml/parserInternals.h>
 #include <libxml/relaxng.h>
 #include <libxml/tree.h>
 
@@ -17,6 +23,34 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC(xmlRelaxNGParserCtxt, xmlRelaxNGFreeParserCtxt)
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(xmlRelaxNGValidCtxt, xmlRelaxNGFreeValidCtxt)
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(xmlParserCtxt, xmlFreeParserCtxt)
 
+/* Values echoed in messages are cut to this many characters, libxml2's own
+ * messages (which echo names and values) to LAB_MESSAGE_MAX: a hostile
+ * file must not make a message of megabytes. */
+#define LAB_VALUE_SHOWN_MAX 64
+#define LAB_MESSAGE_MAX 240
+
+/* text (taken), cut to max characters and "..." if longer. */
+static char *lab_shorten(char *text, gsize max)
+{
+	char *end;
+
+	if (!text || g_utf8_strlen(text, max + 1) <= (glong)max)
+		return text;
+	end = g_utf8_offset_to_pointer(text, max);
+	*end = '\0';
+	end = g_strconcat(text, "...", NULL);
+	g_free(text);
+	return end;
+}
+
+/* A copy of value fit for a message. */
+static char *shown(const char *value)
+{
+	g_autofree char *valid = value ? g_utf8_make_valid(value, -1) : NULL;
+
+	return lab_shorten(g_steal_pointer(&valid), LAB_VALUE_SHOWN_MAX);
+}
+
 /* The first error libxml2 reports, with its line. */
 struct xml_errors {
 	char *message;
@@ -29,7 +63,7 @@ static void collect_error(void *data, xmlErrorPtr xml_error)
 
 	if (errors->message || !xml_error || !xml_error->message)
 		return;
-	errors->message = g_strchomp(g_strdup(xml_error->message));
+	errors->message = lab_shorten(g_strchomp(g_strdup(xml_error->message)), LAB_MESSAGE_MAX);
 	errors->line = xml_error->line;
 }
 
@@ -123,10 +157,13 @@ static gboolean parse_size_attr(xmlNode *node, const char *path, const char *att
 {
 	g_autofree char *text = prop(node, attr);
 
-	if (!ivlab_parse_size(text, bytes))
+	if (!ivlab_parse_size(text, bytes)) {
+		g_autofree char *seen = shown(text);
+
 		return lab_error(error, path, xmlGetLineNo(node),
 				 "%s '%s' is not a size (a number with an optional unit: K, M, G, KiB, MiB, GiB)",
-				 attr, text);
+				 attr, seen);
+	}
 	return TRUE;
 }
 
@@ -136,9 +173,12 @@ static gboolean parse_uint_attr(xmlNode *node, const char *path, const char *att
 	g_autofree char *text = prop(node, attr);
 	guint64 number;
 
-	if (!g_ascii_string_to_unsigned(text, 10, min, max, &number, NULL))
+	if (!g_ascii_string_to_unsigned(text, 10, min, max, &number, NULL)) {
+		g_autofree char *seen = shown(text);
+
 		return lab_error(error, path, xmlGetLineNo(node),
-				 "%s '%s' is out of range (%u..%u)", attr, text, min, max);
+				 "%s '%s' is out of range (%u..%u)", attr, seen, min, max);
+	}
 	*value = number;
 	return TRUE;
 }
@@ -154,9 +194,11 @@ static char *parse_name_attr(xmlNode *node, const char *path, const char *attr, 
 		return NULL;
 	}
 	if (!ivlab_name_is_safe(name)) {
+		g_autofree char *seen = shown(name);
+
 		lab_error(error, path, xmlGetLineNo(node),
 			  "%s '%s' is not allowed: use 1 to %d letters, digits, '-' or '_', "
-			  "starting with a letter or digit", attr, name, IVLAB_NAME_MAX);
+			  "starting with a letter or digit", attr, seen, IVLAB_NAME_MAX);
 		return NULL;
 	}
 	return g_steal_pointer(&name);
@@ -176,9 +218,12 @@ static gboolean parse_choice_attr(xmlNode *node, const char *path, const char *a
 		return lab_error(error, path, xmlGetLineNo(node), "<%s> needs a %s attribute (%s)",
 				 (const char *)node->name, attr, allowed);
 	}
-	if (!g_strv_contains(choices, text))
+	if (!g_strv_contains(choices, text)) {
+		g_autofree char *seen = shown(text);
+
 		return lab_error(error, path, xmlGetLineNo(node), "%s '%s' is not one of: %s",
-				 attr, text, allowed);
+				 attr, seen, allowed);
+	}
 	*value = g_steal_pointer(&text);
 	return TRUE;
 }
@@ -260,10 +305,13 @@ static gboolean parse_attachments(struct lab *lab, struct lab_guest *guest, xmlN
 		if (!name)
 			return lab_error(error, lab->path, line, "<attach> needs a region attribute");
 		region = lab_find_region(lab, name);
-		if (!region)
+		if (!region) {
+			g_autofree char *seen = shown(name);
+
 			return lab_error(error, lab->path, line,
 					 "guest '%s' attaches region '%s', which the lab does not define",
-					 guest->name, name);
+					 guest->name, seen);
+		}
 		for (guint i = 0; i < guest->regions->len; i++)
 			if (g_ptr_array_index(guest->regions, i) == region)
 				return lab_error(error, lab->path, line,
@@ -326,29 +374,150 @@ static struct lab_guest *parse_guest(struct lab *lab, xmlNode *node, GError **er
 	return g_steal_pointer(&guest);
 }
 
+/* The file's bytes, with messages that say what is wrong with it. */
+static gboolean read_lab_file(const char *path, char **text, gsize *length, GError **error)
+{
+	g_autoptr(GString) data = NULL;
+	struct stat st;
+	char buf[65536];
+	ssize_t n;
+	int fd;
+
+	/* O_NONBLOCK: a FIFO planted as the lab file must not hang us. */
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+	if (fd < 0) {
+		int saved = errno;
+
+		if (saved == ENOENT)
+			return ivlab_fail(error, "%s: no such lab file (see ivlab-lab(5) for the format)",
+					  path);
+		if (saved == ELOOP)
+			return ivlab_fail(error, "%s: too many levels of symbolic links", path);
+		return ivlab_fail(error, "%s: cannot read: %s", path, g_strerror(saved));
+	}
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+		close(fd);
+		return ivlab_fail(error, "%s: not a regular file (a lab file is XML, see ivlab-lab(5))",
+				  path);
+	}
+	data = g_string_sized_new(st.st_size + 1);
+	while ((n = read(fd, buf, sizeof(buf))) != 0) {
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			int saved = errno;
+
+			close(fd);
+			return ivlab_fail(error, "%s: cannot read: %s", path, g_strerror(saved));
+		}
+		g_string_append_len(data, buf, n);
+		if (data->len > G_MAXINT) {
+			close(fd);
+			return ivlab_fail(error, "%s: too big for a lab file", path);
+		}
+	}
+	close(fd);
+	*length = data->len;
+	*text = g_string_free(g_steal_pointer(&data), FALSE);
+	return TRUE;
+}
+
+/* A declaration refused while parsing (parser->_private), stopping it. */
+struct refusal {
+	const char *path;
+	GError *message;
+};
+
+static void refuse(void *ctx, const char *what)
+{
+	xmlParserCtxt *parser = ctx;
+	struct refusal *refusal = parser->_private;
+
+	if (!refusal->message)
+		refusal->message = g_error_new(IVLAB_ERROR, IVLAB_ERROR_FAILED,
+					       "%s:%d: %s are not allowed in a lab file "
+					       "(it needs no DTD, see ivlab-lab(5))", refusal->path,
+					       parser->input ? parser->input->line : 0, what);
+	xmlStopParser(parser);
+}
+
+/* Entities: a few hundred bytes can expand to gigabytes, or read a file. */
+static void refuse_entity_decl(void *ctx, const xmlChar *name, int type,
+			       const xmlChar *public_id, const xmlChar *system_id,
+			       xmlChar *content)
+{
+	refuse(ctx, "entity declarations (<!ENTITY>)");
+}
+
+/* Attribute declarations: defaults would add values the file does not show. */
+static void refuse_attribute_decl(void *ctx, const xmlChar *element, const xmlChar *name,
+				  int type, int def, const xmlChar *default_value,
+				  xmlEnumerationPtr tree)
+{
+	xmlFreeEnumeration(tree);
+	refuse(ctx, "attribute declarations (<!ATTLIST>)");
+}
+
+/* libxml2 keeps an element's line in 16 bits; with XML_PARSE_BIG_LINES it
+ * keeps longer ones only in text nodes, and xmlGetLineNo() of an element
+ * past 65535 reads its first child's (where that text ends: often a line
+ * late). So such an element gets an empty first child of its own holding
+ * its line: a text node Relax NG skips as blank, named so that no text
+ * merges into it, that adds nothing to the element's content. */
+static void start_element(void *ctx, const xmlChar *localname, const xmlChar *prefix,
+			  const xmlChar *uri, int nb_namespaces, const xmlChar **namespaces,
+			  int nb_attributes, int nb_defaulted, const xmlChar **attributes)
+{
+	xmlParserCtxt *parser = ctx;
+	xmlNode *marker;
+
+	xmlSAX2StartElementNs(ctx, localname, prefix, uri, nb_namespaces, namespaces,
+			      nb_attributes, nb_defaulted, attributes);
+	if (!parser->node || !parser->input || parser->input->line < 65535)
+		return;
+	marker = xmlNewDocText(parser->myDoc, NULL);
+	if (!marker)
+		return;
+	marker->name = xmlStringTextNoenc;
+	marker->line = 65535;
+	marker->psvi = (void *)(ptrdiff_t)parser->input->line;
+	xmlAddChild(parser->node, marker);
+}
+
 struct lab *lab_load(const char *path, GError **error)
 {
 	struct xml_errors errors = { 0 };
+	struct refusal refusal = { 0 };
 	g_autoptr(xmlParserCtxt) parser = xmlNewParserCtxt();
 	g_autoptr(xmlDoc) doc = NULL;
+	g_autofree char *text = NULL;
+	gsize length = 0;
 	g_autoptr(Lab) lab = NULL;
 	static const char *const accels[] = { "auto", "kvm", "tcg", NULL };
 	g_autofree char *accel = NULL;
 	xmlNode *root;
 
-	if (!g_file_test(path, G_FILE_TEST_EXISTS)) {
-		g_set_error(error, IVLAB_ERROR, IVLAB_ERROR_FAILED,
-			    "%s: no such lab file (see ivlab-lab(5) for the format)", path);
+	if (!read_lab_file(path, &text, &length, error))
 		return NULL;
-	}
-	if (!g_file_test(path, G_FILE_TEST_IS_REGULAR)) {
-		g_set_error(error, IVLAB_ERROR, IVLAB_ERROR_FAILED,
-			    "%s: not a regular file (a lab file is XML, see ivlab-lab(5))", path);
+	if (length > G_MAXINT)
 		return NULL;
-	}
+	refusal.path = path;
+	parser->_private = &refusal;
+	/* No DTD is loaded, no entity substituted, no network; the internal
+	 * subset may declare nothing that changes what the file says. */
+	parser->sax->entityDecl = refuse_entity_decl;
+	parser->sax->attributeDecl = refuse_attribute_decl;
+	parser->sax->startElementNs = start_element;
 	xmlSetStructuredErrorFunc(&errors, collect_error);
-	doc = xmlCtxtReadFile(parser, path, NULL, XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING);
+	doc = xmlCtxtReadMemory(parser, text, (int)length, path, NULL,
+				XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING |
+				XML_PARSE_BIG_LINES);
 	xmlSetStructuredErrorFunc(NULL, NULL);
+	if (refusal.message) {
+		g_propagate_error(error, g_steal_pointer(&refusal.message));
+		g_free(errors.message);
+		return NULL;
+	}
 	if (!doc) {
 		lab_error(error, path, errors.line, "not well-formed XML: %s",
 			  errors.message ? errors.message : "cannot parse");

@@ -6,6 +6,7 @@
 #include <poll.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/stat.h>
 
 #include "domxml.h"
 #include "host.h"
@@ -412,6 +413,25 @@ static char *lab_differences(const struct lab *lab, struct labrun *run, GPtrArra
 	return g_strjoinv("; ", (char **)diffs->pdata);
 }
 
+/* The server creates its shm object exclusively. One left by this lab's
+ * server that died (labup_check_shm_free() saw it recorded as ours) goes,
+ * if it is ours indeed; another user's stays and stops us. */
+static gboolean reclaim_shm(const struct lab_region *region, const char *shm_name, GError **error)
+{
+	g_autofree char *shm_path = g_build_filename("/dev/shm", shm_name, NULL);
+	struct stat st;
+
+	if (lstat(shm_path, &st) < 0)
+		return TRUE;
+	if (!S_ISREG(st.st_mode) || st.st_uid != geteuid())
+		return ivlab_fail(error, "region %s: the shared memory object %s is not ours "
+				  "(owner uid %ld): remove it", region->name, shm_path, (long)st.st_uid);
+	ivlab_debug("region %s: removing %s left by a server that died", region->name, shm_path);
+	if (unlink(shm_path) < 0 && errno != ENOENT)
+		return ivlab_fail_errno(error, "region %s: cannot remove %s", region->name, shm_path);
+	return TRUE;
+}
+
 static gboolean start_servers(const struct lab *lab, struct labrun *run,
 			      virConnectPtr conn, GError **error)
 {
@@ -435,6 +455,8 @@ static gboolean start_servers(const struct lab *lab, struct labrun *run,
 		shm_name = lab_region_shm_name(lab, region);
 		pidfile = labrun_pidfile(lab, region);
 		log = labrun_server_log(lab, region);
+		if (!reclaim_shm(region, shm_name, error))
+			return FALSE;
 		/* Recorded before it exists: a crash in between leaves a trace. */
 		labrun_add(run, "servers", socket_path);
 		labrun_add(run, "shm", shm_name);

@@ -1,6 +1,7 @@
 /* main.c: global options, command dispatch, and the one place errors print. */
 #include "config.h"
 
+#include <errno.h>
 #include <locale.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -104,6 +105,28 @@ static int run(int argc, char **argv, GError **error)
 	return g_error_matches(*error, IVLAB_ERROR, IVLAB_ERROR_USAGE) ? 2 : 1;
 }
 
+/* Output that never reached its file (a full disk) is a failure, not a
+ * success: stdout is flushed and closed here, and checked. */
+static int close_stdout(GError **error)
+{
+	int failed = ferror(stdout);
+	int saved = errno;
+
+	if (fflush(stdout) != 0) {
+		failed = 1;
+		saved = errno;
+	}
+	if (fclose(stdout) != 0 && !failed) {
+		failed = 1;
+		saved = errno;
+	}
+	if (!failed)
+		return 0;
+	g_set_error(error, IVLAB_ERROR, IVLAB_ERROR_FAILED, "cannot write the output: %s",
+		    g_strerror(saved ? saved : EIO));
+	return 1;
+}
+
 int main(int argc, char **argv)
 {
 	g_autoptr(GError) error = NULL;
@@ -112,6 +135,8 @@ int main(int argc, char **argv)
 	setlocale(LC_ALL, "");
 	g_set_prgname("ivlab");
 	status = run(argc, argv, &error);
+	if (status == 0)
+		status = close_stdout(&error);
 	if (status != 0 && error)
 		fprintf(stderr, "ivlab: %s\n", error->message);
 	else if (status != 0)

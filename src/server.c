@@ -96,7 +96,7 @@ struct server {
 	int control_fd;
 	int timer_fd;
 	int reserve_fd; /* closed to accept-and-refuse when out of fds */
-	struct stat socket_stat, control_stat; /* to unlink only our own files */
+	struct stat socket_stat, control_stat, shm_stat; /* to unlink only our own files */
 	struct watch listen_watch, control_watch, timer_watch;
 	GHashTable *clients;   /* id -> struct client * (ids assigned) */
 	GPtrArray *doomed;     /* struct client * waiting to be dropped */
@@ -759,23 +759,17 @@ static gboolean server_create_shm(struct server *server, const struct server_opt
 	case SERVER_SHM_POSIX: {
 		g_autofree char *name = g_strdup_printf("/%s", opts->shm_name + (opts->shm_name[0] == '/'));
 
+		/* Always a new object: one that exists may be another user's
+		 * (served to our guests, written, unlinked at exit) or another
+		 * server's. */
 		fd = shm_open(name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-		if (fd >= 0) {
-			server->shm_name = g_strdup(name);
-		} else if (errno == EEXIST) {
-			/* Left by a server that died: reuse it unless a live one holds it. */
-			fd = shm_open(name, O_RDWR | O_CLOEXEC, 0600);
-			if (fd < 0)
-				return ivlab_fail_errno(error, SERVER_SETTING_SHM_NAME ": shm_open %s", name);
-			if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
-				close(fd);
-				return ivlab_fail(error, SERVER_SETTING_SHM_NAME
-						  ": %s is in use by another server", name);
-			}
-			server->shm_name = g_strdup(name);
-		} else {
+		if (fd < 0 && errno == EEXIST)
+			return ivlab_fail(error, SERVER_SETTING_SHM_NAME ": /dev/shm%s already exists "
+					  "(another server's, another user's or left by a crash): "
+					  "choose another name, or remove it if nothing uses it", name);
+		if (fd < 0)
 			return ivlab_fail_errno(error, SERVER_SETTING_SHM_NAME ": shm_open %s", name);
-		}
+		server->shm_name = g_strdup(name);
 		server->shm_desc = g_strdup_printf("posix:%s", name);
 		break;
 	}
@@ -792,9 +786,8 @@ static gboolean server_create_shm(struct server *server, const struct server_opt
 	}
 	}
 	server->shm = fdref_new(fd);
-	if (flock(fd, LOCK_EX | LOCK_NB) < 0 && opts->shm_kind == SERVER_SHM_POSIX)
-		return ivlab_fail(error, SERVER_SETTING_SHM_NAME ": %s is in use by another server",
-				  server->shm_name);
+	/* What to unlink at stop: this object, not one put in its place. */
+	fstat(fd, &server->shm_stat);
 	if (ftruncate(fd, (off_t)opts->size) < 0) {
 		g_autofree char *text = ivlab_format_size(opts->size);
 		return ivlab_fail_errno(error, "shared memory: cannot size %s to %s", server->shm_desc, text);
@@ -947,10 +940,12 @@ void server_stop(struct server *server)
 		unlink_if_ours(server->control_path, &server->control_stat);
 		close(server->control_fd);
 	}
-	if (server->shm_name)
-		shm_unlink(server->shm_name);
-	if (server->shm_file)
-		unlink(server->shm_file);
+	if (server->shm_name) {
+		g_autofree char *path = g_strconcat("/dev/shm", server->shm_name, NULL);
+
+		unlink_if_ours(path, &server->shm_stat);
+	}
+	unlink_if_ours(server->shm_file, &server->shm_stat);
 	fdref_unref(server->shm);
 	if (server->epoll_fd >= 0)
 		close(server->epoll_fd);

@@ -145,7 +145,9 @@ static gboolean read_report(int fd, const char *control_path, GString *text, GEr
 	}
 }
 
-gboolean serverctl_query(const char *socket_path, struct serverctl_info *info, GError **error)
+/* The report, and who sent it (cred may be NULL). */
+static gboolean query(const char *socket_path, struct serverctl_info *info, struct ucred *cred,
+		      GError **error)
 {
 	g_autofree char *path = server_control_path(socket_path);
 	struct sockaddr_un addr = { .sun_family = AF_UNIX };
@@ -170,6 +172,12 @@ gboolean serverctl_query(const char *socket_path, struct serverctl_info *info, G
 		return ivlab_fail(error, "%s: connect: %s", path, g_strerror(saved));
 	}
 	ok = read_report(fd, path, text, error);
+	if (ok && cred) {
+		socklen_t length = sizeof(*cred);
+
+		if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, cred, &length) < 0)
+			ok = ivlab_fail_errno(error, "%s: SO_PEERCRED", path);
+	}
 	close(fd);
 	if (!ok)
 		return FALSE;
@@ -178,6 +186,11 @@ gboolean serverctl_query(const char *socket_path, struct serverctl_info *info, G
 		return FALSE;
 	}
 	return TRUE;
+}
+
+gboolean serverctl_query(const char *socket_path, struct serverctl_info *info, GError **error)
+{
+	return query(socket_path, info, NULL, error);
 }
 
 gboolean serverctl_running(const char *socket_path)
@@ -289,15 +302,82 @@ static gboolean process_alive(pid_t pid)
 	return !(paren && paren[1] == ' ' && (paren[2] == 'Z' || paren[2] == 'X'));
 }
 
+/* The inodes of the sockets listening on path (/proc/net/unix). */
+static GHashTable *listening_inodes(const char *path)
+{
+	GHashTable *inodes = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
+	g_autofree char *text = NULL;
+	g_auto(GStrv) lines = NULL;
+
+	if (!g_file_get_contents("/proc/net/unix", &text, NULL, NULL))
+		return inodes;
+	lines = g_strsplit(text, "\n", -1);
+	/* Num RefCount Protocol Flags Type St Inode Path */
+	for (guint i = 1; lines[i]; i++) {
+		g_auto(GStrv) fields = g_strsplit_set(lines[i], " ", -1);
+		const char *words[8];
+		guint count = 0;
+
+		for (guint j = 0; fields[j] && count < G_N_ELEMENTS(words); j++)
+			if (*fields[j])
+				words[count++] = fields[j];
+		/* Flags 00010000: __SO_ACCEPTCON, a listening socket. */
+		if (count == 8 && strcmp(words[7], path) == 0 && strcmp(words[3], "00010000") == 0)
+			g_hash_table_add(inodes, g_strdup_printf("socket:[%s]", words[6]));
+	}
+	return inodes;
+}
+
+/* Whether pid has one of inodes open. */
+static gboolean process_holds(pid_t pid, GHashTable *inodes)
+{
+	g_autofree char *fd_dir = g_strdup_printf("/proc/%ld/fd", (long)pid);
+	g_autoptr(GDir) dir = g_dir_open(fd_dir, 0, NULL);
+	const char *name;
+
+	while (dir && g_hash_table_size(inodes) && (name = g_dir_read_name(dir))) {
+		g_autofree char *link_path = g_build_filename(fd_dir, name, NULL);
+		g_autofree char *target = g_file_read_link(link_path, NULL);
+
+		if (target && g_hash_table_contains(inodes, target))
+			return TRUE;
+	}
+	return FALSE;
+}
+
+/* A control socket can be faked (any process can bind PATH.ctl and name
+ * any pid): signal only the process that answered, if it is ours to stop
+ * and it listens on the server's socket. */
+static gboolean may_signal(const char *socket_path, pid_t pid, const struct ucred *cred,
+			   GError **error)
+{
+	g_autofree char *absolute = g_canonicalize_filename(socket_path, NULL);
+	g_autoptr(GHashTable) inodes = NULL;
+
+	if (cred->pid != pid)
+		return ivlab_fail(error, "%s: the control socket is answered by pid %ld, not by "
+				  "the server pid %ld it names: not signalled", socket_path,
+				  (long)cred->pid, (long)pid);
+	if (cred->uid != geteuid() && geteuid() != 0)
+		return ivlab_fail(error, "%s: the server pid %ld belongs to uid %ld, not to us: "
+				  "not signalled", socket_path, (long)pid, (long)cred->uid);
+	inodes = listening_inodes(absolute);
+	if (!process_holds(pid, inodes))
+		return ivlab_fail(error, "%s: pid %ld answers on the control socket but does not "
+				  "listen on %s: not signalled", socket_path, (long)pid, absolute);
+	return TRUE;
+}
+
 gboolean serverctl_stop(const char *socket_path, int timeout_ms, GError **error)
 {
 	struct serverctl_info info;
+	struct ucred cred = { 0 };
 	g_autoptr(GError) query_error = NULL;
 	g_autofree char *control = server_control_path(socket_path);
 	gint64 deadline = g_get_monotonic_time() + timeout_ms * (gint64)1000;
 	pid_t pid;
 
-	if (!serverctl_query(socket_path, &info, &query_error)) {
+	if (!query(socket_path, &info, &cred, &query_error)) {
 		/* Nobody serves: clear what a crashed server left. A server
 		 * that is alive but slow to answer keeps its sockets. */
 		if (socket_is_dead(socket_path))
@@ -310,6 +390,8 @@ gboolean serverctl_stop(const char *socket_path, int timeout_ms, GError **error)
 	}
 	pid = info.pid;
 	serverctl_info_clear(&info);
+	if (pid > 1 && !may_signal(socket_path, pid, &cred, error))
+		return FALSE;
 	if (pid <= 1 || kill(pid, SIGTERM) < 0)
 		return ivlab_fail(error, "%s: cannot signal server pid %ld: %s", socket_path,
 				  (long)pid, g_strerror(pid <= 1 ? EINVAL : errno));

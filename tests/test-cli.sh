@@ -83,4 +83,17 @@ expect 2 "xml: --accel: 'hvf' is not kvm or tcg" "xml --accel of an unknown acce
 	"$IVLAB" xml --accel hvf
 "$IVLAB" -q xml arm >/dev/null 2>"$scratch/quiet"
 check "-q prints nothing on stderr" [ ! -s "$scratch/quiet" ]
+
+# Output lost on a full disk is an error, not a success.
+for command in "--version" "help" "xml" "image list --json"; do
+	status=0
+	# shellcheck disable=SC2086 # the command's words
+	IVLAB_STATE_DIR=$scratch/state "$IVLAB" $command >/dev/full 2>"$scratch/err" || status=$?
+	if [ "$status" -eq 1 ] &&
+		grep -qx "ivlab: cannot write the output: No space left on device" "$scratch/err"; then
+		ok "$command >/dev/full: exit 1, and says so"
+	else
+		not_ok "$command >/dev/full: exit $status: $(cat "$scratch/err")"
+	fi
+done
 tap_done

@@ -44,6 +44,8 @@ expect_error() {
 
 s=$scratch/s.sock
 expect_error 2 "--socket PATH is required" server
+expect_error 2 "--socket: the path is empty" server -s ''
+expect_error 2 "--socket: the path is empty" server --status -s ''
 expect_error 2 "--vectors: '0' is not a number in 1..64" server -s "$s" --vectors 0
 expect_error 2 "--vectors: '65' is not a number in 1..64" server -s "$s" --vectors 65
 expect_error 2 "--size: 'lots' is not a size" server -s "$s" --size lots
@@ -138,6 +140,19 @@ check "SIGHUP reopens the log file" test -e "$log"
 
 expect_error 1 "a server is already listening there" server --daemon -s "$s"
 check "the running server is untouched" kill -0 "$pid"
+# The pidfile is locked while its server lives: a second server given it is
+# refused (its own --pidfile cleanup would remove the first's).
+expect_error 1 "--pidfile: $pidfile is held by a running server (pid $pid)" \
+	server --daemon -s "$scratch/second.sock" --pidfile "$pidfile"
+check "the pidfile still names the first server" test "$(cat "$pidfile")" = "$pid"
+check "the second server left no socket" test ! -e "$scratch/second.sock"
+# Output lost on a full disk is an error.
+"$IVLAB" server --status -s "$s" >/dev/full 2>"$scratch/err"
+check "--status >/dev/full: exit 1" test $? -eq 1
+check "... saying so" grep -q "^ivlab: cannot write the output: No space left on device$" "$scratch/err"
+"$IVLAB" peer -s "$s" list >/dev/full 2>"$scratch/err"
+check "peer list >/dev/full: exit 1" test $? -eq 1
+check "... saying so" grep -q "^ivlab: cannot write the output: No space left on device$" "$scratch/err"
 "$IVLAB" server --stop -s "$s"
 check "--stop stops it" test $? -eq 0
 # Gone, or a zombie its new parent has yet to reap.
@@ -157,13 +172,28 @@ check "and leave no socket behind" test ! -e "$s" -a ! -e "$s.ctl"
 shm_name=ivlab-test-$$
 "$IVLAB" server --daemon -s "$s" --shm-name "$shm_name" --size 1M --pidfile "$pidfile"
 check "--shm-name: /dev/shm/$shm_name exists, 1 MiB" test "$(stat -c %s "/dev/shm/$shm_name")" = 1048576
-expect_error 1 "--shm-name: /$shm_name is in use by another server" \
+expect_error 1 "--shm-name: /dev/shm/$shm_name already exists (another server's" \
 	server -s "$scratch/other.sock" --shm-name "$shm_name"
 "$IVLAB" server --stop -s "$s"
 check "and is removed at exit" test ! -e "/dev/shm/$shm_name"
-head -c 4096 /dev/zero >"/dev/shm/$shm_name"
-"$IVLAB" server --daemon -s "$s" --shm-name "$shm_name" --size 1M
-check "a stale shm object is reused and resized" test "$(stat -c %s "/dev/shm/$shm_name")" = 1048576
+# An object that exists (another user's, a crash's) is never adopted: not
+# served, written, resized nor removed.
+printf 'not yours' >"/dev/shm/$shm_name"
+chmod 666 "/dev/shm/$shm_name"
+expect_error 1 "--shm-name: /dev/shm/$shm_name already exists" \
+	server --daemon -s "$s" --shm-name "$shm_name" --size 1M --pidfile "$scratch/shm.pid"
+check "an existing shm object is left as it was" test "$(cat "/dev/shm/$shm_name")" = "not yours"
+rm -f "/dev/shm/$shm_name"
+
+# --log-file: a regular file, not through a symlink.
+ln -s "$scratch/victim" "$scratch/link.log"
+expect_error 1 "--log-file: $scratch/link.log: is a symbolic link (refused)" \
+	server --daemon -s "$s" --log-file "$scratch/link.log" --pidfile "$scratch/log1.pid"
+check "nothing is written through the symlink" test ! -e "$scratch/victim"
+expect_error 1 "--log-file: /dev/null: not a regular file" \
+	server --daemon -s "$s" --log-file /dev/null --pidfile "$scratch/log2.pid"
+"$IVLAB" server --daemon -s "$s" --log-file "$scratch/new.log" --pidfile "$scratch/log3.pid"
+check "a new log file is created 0640" test "$(stat -c %a "$scratch/new.log")" = 640
 "$IVLAB" server --stop -s "$s"
 
 # A file in a directory (tmpfs here; hugetlbfs works the same).

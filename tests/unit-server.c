@@ -420,6 +420,45 @@ static void test_shm_kinds(void)
 	g_rmdir(dir);
 }
 
+/* A POSIX shm object that exists (another user's, mode 666) is never
+ * adopted: refused, and left as it was; and the server removes only the
+ * object it made, not one put in its place. */
+static void test_shm_not_ours(void)
+{
+	g_autofree char *name = g_strdup_printf("ivlab-unit-other-%ld", (long)getpid());
+	g_autofree char *dev_path = g_strdup_printf("/dev/shm/%s", name);
+	g_autofree char *dir = g_dir_make_tmp("ivlab-unit-shm.XXXXXX", NULL);
+	g_autofree char *socket_path = g_build_filename(dir, "s.sock", NULL);
+	g_autofree char *text = NULL;
+	g_autoptr(GError) error = NULL;
+	struct server_options opts;
+	struct server *server;
+	struct engine *engine;
+
+	g_assert_true(g_file_set_contents(dev_path, "not yours", -1, NULL));
+	g_assert_cmpint(chmod(dev_path, 0666), ==, 0);
+	server_options_init(&opts);
+	opts.shm_kind = SERVER_SHM_POSIX;
+	opts.shm_name = name;
+	opts.socket_path = socket_path;
+	server = server_start(&opts, &error);
+	g_assert_null(server);
+	g_assert_nonnull(strstr(error->message, "already exists"));
+	g_assert_true(g_file_get_contents(dev_path, &text, NULL, NULL));
+	g_assert_cmpstr(text, ==, "not yours");
+	g_assert_false(g_file_test(socket_path, G_FILE_TEST_EXISTS));
+	g_unlink(dev_path);
+
+	/* Ours, then replaced by another object under the same name. */
+	engine = engine_start_with(&opts);
+	g_assert_cmpint(g_unlink(dev_path), ==, 0);
+	g_assert_true(g_file_set_contents(dev_path, "someone else's", -1, NULL));
+	engine_stop(engine);
+	g_assert_true(g_file_test(dev_path, G_FILE_TEST_EXISTS));
+	g_unlink(dev_path);
+	g_rmdir(dir);
+}
+
 /* A fake server (no control socket) that sends a scripted stream. */
 struct fake {
 	int listen_fd;
@@ -562,6 +601,7 @@ int main(int argc, char **argv)
 	g_test_add_func("/server/max-peers", test_max_peers);
 	g_test_add_func("/server/ids-wrap", test_ids_wrap);
 	g_test_add_func("/server/shm-kinds", test_shm_kinds);
+	g_test_add_func("/server/shm-not-ours", test_shm_not_ours);
 	g_test_add_func("/peer/bad-servers", test_peer_bad_servers);
 	return g_test_run();
 }

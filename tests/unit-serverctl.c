@@ -303,16 +303,13 @@ static void test_stop_stale(void)
 	g_rmdir(dir);
 }
 
-/* A "server" (its report names a child of ours) that ignores SIGTERM. */
-static void test_stop_stubborn(void)
+/* A child that listens on path, answers its control socket with report
+ * (or, if NULL, with its own pid) and ignores SIGTERM if asked. */
+static pid_t fake_server(const char *path, const char *report, gboolean listen_on_path,
+			 gboolean stubborn)
 {
-	g_autofree char *dir = tmp_dir();
-	g_autofree char *path = g_build_filename(dir, "s.sock", NULL);
 	g_autofree char *control = server_control_path(path);
-	g_autoptr(GError) error = NULL;
-	struct fake fake = { 0 };
-	GThread *thread;
-	int status, ready[2];
+	int ready[2];
 	char byte;
 	pid_t child;
 
@@ -320,47 +317,113 @@ static void test_stop_stubborn(void)
 	child = fork();
 	g_assert_cmpint(child, >=, 0);
 	if (child == 0) {
-		signal(SIGTERM, SIG_IGN);
+		g_autofree char *own = g_strdup_printf(SERVER_CONTROL_HEADER "\npid %ld\nsize 4096\n"
+						       "vectors 1\nend\n", (long)getpid());
+		struct fake fake = { .report = report ? report : own };
+		int sock_fd = listen_on_path ? listen_unix(path) : -1;
+
+		(void)sock_fd;
+		if (stubborn)
+			signal(SIGTERM, SIG_IGN);
+		fake.length = strlen(fake.report);
+		fake.listen_fd = listen_unix(control);
 		close(ready[1]);
 		for (;;)
-			pause();
+			fake_answer(&fake);
 	}
-	/* Signalled only once it ignores SIGTERM. */
+	/* Ready once its sockets listen and it ignores SIGTERM. */
 	close(ready[1]);
 	g_assert_cmpint(read(ready[0], &byte, 1), ==, 0);
 	close(ready[0]);
-	g_autofree char *report = g_strdup_printf(SERVER_CONTROL_HEADER "\npid %ld\nsize 4096\n"
-						  "vectors 1\nend\n", (long)child);
-	int sock_fd = listen_unix(path);
+	return child;
+}
 
-	fake.listen_fd = listen_unix(control);
-	fake.report = report;
-	fake.length = strlen(report);
-	thread = g_thread_new("fake", fake_answer, &fake);
+static void reap_killed(pid_t child)
+{
+	int status;
+
+	kill(child, SIGKILL);
+	g_assert_cmpint(waitpid(child, &status, 0), ==, child);
+	g_assert_true(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+}
+
+/* A server (it answers, it listens) that ignores SIGTERM. */
+static void test_stop_stubborn(void)
+{
+	g_autofree char *dir = tmp_dir();
+	g_autofree char *path = g_build_filename(dir, "s.sock", NULL);
+	g_autofree char *control = server_control_path(path);
+	g_autoptr(GError) error = NULL;
+	pid_t child = fake_server(path, NULL, TRUE, TRUE);
+
 	g_assert_false(serverctl_stop(path, 200, &error));
 	g_assert_nonnull(error);
 	g_autofree char *want = g_strdup_printf("server pid %ld did not stop within 200 ms",
 						(long)child);
 	if (!strstr(error->message, want))
 		g_error("got '%s', want '...%s'", error->message, want);
-	g_thread_join(thread);
 	/* It was signalled, and it is still there. */
 	g_assert_cmpint(kill(child, 0), ==, 0);
-	kill(child, SIGKILL);
-	g_assert_cmpint(waitpid(child, &status, 0), ==, child);
-	g_assert_true(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+	reap_killed(child);
 
 	/* A report with no usable pid is not signalled at all. */
 	g_clear_error(&error);
-	fake.report = SERVER_CONTROL_HEADER "\npid 1\nsize 4096\nvectors 1\nend\n";
-	fake.length = strlen(fake.report);
-	thread = g_thread_new("fake", fake_answer, &fake);
+	g_unlink(control);
+	g_unlink(path);
+	child = fake_server(path, SERVER_CONTROL_HEADER "\npid 1\nsize 4096\nvectors 1\nend\n",
+			    TRUE, FALSE);
 	g_assert_false(serverctl_stop(path, 200, &error));
 	g_assert_nonnull(strstr(error->message, "cannot signal server pid 1"));
-	g_thread_join(thread);
+	reap_killed(child);
 
-	close(fake.listen_fd);
-	close(sock_fd);
+	g_unlink(control);
+	g_unlink(path);
+	g_rmdir(dir);
+}
+
+/* A fake PATH.ctl naming another process: nothing is signalled. */
+static void test_stop_fake_control(void)
+{
+	g_autofree char *dir = tmp_dir();
+	g_autofree char *path = g_build_filename(dir, "s.sock", NULL);
+	g_autofree char *control = server_control_path(path);
+	g_autoptr(GError) error = NULL;
+	const char *argv[] = { "sleep", "30", NULL };
+	g_autofree char *report = NULL, *want = NULL;
+	GPid victim;
+	pid_t child;
+
+	g_assert_true(g_spawn_async(NULL, (char **)argv, NULL,
+				    G_SPAWN_SEARCH_PATH | G_SPAWN_DO_NOT_REAP_CHILD, NULL, NULL,
+				    &victim, &error));
+	report = g_strdup_printf(SERVER_CONTROL_HEADER "\npid %d\nsize 4096\nvectors 1\nend\n",
+				 victim);
+	child = fake_server(path, report, TRUE, FALSE);
+	g_assert_false(serverctl_stop(path, 200, &error));
+	want = g_strdup_printf("is answered by pid %ld, not by the server pid %d", (long)child,
+			       victim);
+	if (!strstr(error->message, want))
+		g_error("got '%s', want '...%s'", error->message, want);
+	g_assert_cmpint(kill(victim, 0), ==, 0);
+	g_assert_cmpint(waitpid(victim, NULL, WNOHANG), ==, 0);
+	reap_killed(child);
+
+	/* It names itself, but another process listens on PATH. */
+	g_clear_error(&error);
+	g_unlink(control);
+	g_unlink(path);
+	pid_t listener = fake_server(path, report, TRUE, FALSE);
+	g_unlink(control);
+	child = fake_server(path, NULL, FALSE, FALSE);
+	g_assert_false(serverctl_stop(path, 200, &error));
+	g_assert_nonnull(strstr(error->message, "does not listen on"));
+	g_assert_cmpint(kill(child, 0), ==, 0);
+	g_assert_cmpint(waitpid(child, NULL, WNOHANG), ==, 0);
+	reap_killed(child);
+	reap_killed(listener);
+
+	kill(victim, SIGKILL);
+	waitpid(victim, NULL, 0);
 	g_unlink(control);
 	g_unlink(path);
 	g_rmdir(dir);
@@ -419,9 +482,9 @@ static void test_spawn_and_stop(void)
 	/* The daemon's own message comes back, without main()'s "ivlab: ",
 	 * naming the option as `ivlab server` does. */
 	g_assert_false(serverctl_spawn_binary(ivlab, &opts, &error));
-	g_autofree char *in_use = g_strdup_printf("--shm-name: /%s is in use by another server",
+	g_autofree char *in_use = g_strdup_printf("--shm-name: /dev/shm/%s already exists (",
 						  shm_name);
-	g_assert_cmpstr(error->message, ==, in_use);
+	g_assert_true(g_str_has_prefix(error->message, in_use));
 	g_clear_error(&error);
 	g_assert_cmpint(kill(pid, 0), ==, 0);
 
@@ -507,6 +570,7 @@ int main(int argc, char **argv)
 	g_test_add_func("/serverctl/query-reports", test_query_reports);
 	g_test_add_func("/serverctl/stop-stale", test_stop_stale);
 	g_test_add_func("/serverctl/stop-stubborn", test_stop_stubborn);
+	g_test_add_func("/serverctl/stop-fake-control", test_stop_fake_control);
 	g_test_add_func("/serverctl/spawn-and-stop", test_spawn_and_stop);
 	g_test_add_func("/serverctl/spawn-errors", test_spawn_errors);
 	g_test_add_func("/serverctl/stop-pidfile-other", test_stop_pidfile_other);
