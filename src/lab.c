@@ -55,6 +55,50 @@ static void region_free(struct lab_region *region)
 	g_free(region);
 }
 
+static void module_free(struct lab_module *module)
+{
+	g_free(module->src);
+	g_free(module->params);
+	g_ptr_array_unref(module->bind);
+	g_free(module);
+}
+
+static void file_free(struct lab_file *file)
+{
+	g_free(file->src);
+	g_free(file->dest);
+	g_free(file->arch);
+	g_free(file);
+}
+
+static void share_free(struct lab_share *share)
+{
+	g_free(share->src);
+	g_free(share->dest);
+	g_free(share->tag);
+	g_free(share);
+}
+
+static void run_free(struct lab_run *run)
+{
+	g_free(run->command);
+	g_free(run);
+}
+
+G_GNUC_UNUSED static void step_free(struct lab_step *step)
+{
+	g_free(step->guest);
+	g_free(step->command);
+	g_free(step);
+}
+
+static void test_free(struct lab_test *test)
+{
+	g_free(test->name);
+	g_ptr_array_unref(test->steps);
+	g_free(test);
+}
+
 static void guest_free(struct lab_guest *guest)
 {
 
@@ -62,6 +106,14 @@ static void guest_free(struct lab_guest *guest)
 	g_free(guest->arch);
 	g_free(guest->machine);
 	g_ptr_array_unref(guest->regions);
+	g_ptr_array_unref(guest->modules);
+	g_ptr_array_unref(guest->files);
+	g_ptr_array_unref(guest->overlays);
+	g_ptr_array_unref(guest->shares);
+	g_ptr_array_unref(guest->runs);
+	g_free(guest->emulator);
+	g_free(guest->kernel);
+	g_free(guest->kernel_build_dir);
 	g_free(guest);
 }
 
@@ -73,6 +125,8 @@ void lab_free(struct lab *lab)
 	g_free(lab->name);
 	g_ptr_array_unref(lab->guests);
 	g_ptr_array_unref(lab->regions);
+	if (lab->tests)
+		g_ptr_array_unref(lab->tests);
 	g_free(lab);
 }
 
@@ -285,6 +339,11 @@ static struct lab_guest *parse_guest(struct lab *lab, xmlNode *node, GError **er
 
 	guest->line = xmlGetLineNo(node);
 	guest->regions = g_ptr_array_new();
+	guest->modules = g_ptr_array_new_with_free_func((GDestroyNotify)module_free);
+	guest->files = g_ptr_array_new_with_free_func((GDestroyNotify)file_free);
+	guest->overlays = g_ptr_array_new_with_free_func(g_free);
+	guest->shares = g_ptr_array_new_with_free_func((GDestroyNotify)share_free);
+	guest->runs = g_ptr_array_new_with_free_func((GDestroyNotify)run_free);
 	guest->name = parse_name_attr(node, path, "name", error);
 	if (!guest->name)
 		return NULL;
@@ -368,6 +427,7 @@ struct lab *lab_load(const char *path, GError **error)
 	lab->path = g_strdup(path);
 	lab->regions = g_ptr_array_new_with_free_func((GDestroyNotify)region_free);
 	lab->guests = g_ptr_array_new_with_free_func((GDestroyNotify)guest_free);
+	lab->tests = g_ptr_array_new_with_free_func((GDestroyNotify)test_free);
 	lab->name = parse_name_attr(root, path, "name", error);
 	if (!lab->name)
 		return NULL;
