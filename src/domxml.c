@@ -150,11 +150,32 @@ static void add_shmem(xmlNode *devices, const struct lab *lab, const struct lab_
 	pci_address(shmem, bus, slot);
 }
 
+/* A host directory over virtio-9p (virtio-9p-pci on every machine we run),
+ * mounted by the guest's /init by its tag. QEMU runs as libvirt-qemu under
+ * qemu:///system: "squash" reads and writes as that user and ignores the
+ * ownership changes it may not make, where "passthrough" would fail them and
+ * "mapped" would hide the host's modes behind xattrs. */
+static void add_share(xmlNode *devices, const struct lab_share *share)
+{
+	xmlNode *fs = child(devices, "filesystem", NULL);
+
+	attr(fs, "type", "mount");
+	attr(fs, "accessmode", "squash");
+	attr(child(fs, "driver", NULL), "type", "path");
+	attr(child(fs, "source", NULL), "dir", share->src);
+	attr(child(fs, "target", NULL), "dir", share->tag);
+	if (share->readonly)
+		child(fs, "readonly", NULL);
+}
+
 static void add_devices(xmlNode *domain, const struct lab *lab, const struct lab_guest *guest)
 {
 	xmlNode *devices = child(domain, "devices", NULL);
 	xmlNode *node, *target;
 	guint shmem_bus = 0;
+
+	if (guest->emulator)
+		child(devices, "emulator", guest->emulator);
 
 	if (has_pcie_root(guest)) {
 		node = child(devices, "controller", NULL);
@@ -187,6 +208,9 @@ static void add_devices(xmlNode *domain, const struct lab *lab, const struct lab
 	target = child(node, "target", NULL);
 	attr(target, "type", "virtio");
 	attr(target, "name", IVLAB_AGENT_PORT);
+
+	for (guint i = 0; i < guest->shares->len; i++)
+		add_share(devices, g_ptr_array_index(guest->shares, i));
 
 	for (guint i = 0; i < guest->regions->len; i++)
 		add_shmem(devices, lab, g_ptr_array_index(guest->regions, i), shmem_bus,

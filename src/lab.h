@@ -28,6 +28,38 @@ struct lab_region {
 	int line;
 };
 
+/* What users bring into a guest (ivlab-lab(5)): given in a <guest>, or at
+ * lab level for every guest (then copied into each guest's lists, lab-level
+ * items first). Paths are absolute: relative ones are resolved against the
+ * lab file's directory. */
+struct lab_module {
+	char *src;       /* an out-of-tree module's source directory (its Kbuild/Makefile) */
+	char *params;    /* "key=value ..." given to insmod, or NULL */
+	GPtrArray *bind; /* struct lab_region * (owned by the lab) whose devices it takes */
+	int line;
+};
+
+struct lab_file {
+	char *src;  /* a host file */
+	char *dest; /* absolute path in the guest */
+	guint mode; /* permissions, e.g. 0644 (default) or 0755 */
+	char *arch; /* only for guests of this arch, or NULL for all */
+	int line;
+};
+
+struct lab_share {
+	char *src;  /* a host directory */
+	char *dest; /* mount point in the guest, /mnt/NAME */
+	char *tag;  /* the 9p mount tag ("ivlab" + index) */
+	gboolean readonly;
+	int line;
+};
+
+struct lab_run {
+	char *command; /* /bin/sh -c COMMAND at boot, after modules and shares */
+	int line;
+};
+
 struct lab_guest {
 	char *name;
 	char *arch;    /* "x86_64" or "aarch64" */
@@ -35,6 +67,30 @@ struct lab_guest {
 	guint64 memory;
 	guint vcpus;
 	GPtrArray *regions; /* struct lab_region *, owned by the lab, in attach order */
+	GPtrArray *modules;  /* struct lab_module *, owned by the guest, load order */
+	GPtrArray *files;    /* struct lab_file * (only this guest's arch) */
+	GPtrArray *overlays; /* char *: host directories copied over the guest's / */
+	GPtrArray *shares;   /* struct lab_share * */
+	GPtrArray *runs;     /* struct lab_run *, in order */
+	char *emulator;      /* a QEMU binary of the user's own, or NULL: libvirt's default */
+	char *kernel;        /* a kernel under test (bzImage / Image), or NULL: the stock image */
+	char *kernel_build_dir; /* its build directory (modules are built against it) */
+	int line;
+};
+
+/* One step of a lab-defined test: COMMAND run in GUEST through its agent. */
+struct lab_step {
+	char *guest;        /* guest name */
+	char *command;
+	gboolean background; /* started before the others, and must end by the test's end */
+	int expect;          /* the exit status it must end with (default 0) */
+	int line;
+};
+
+struct lab_test {
+	char *name;
+	guint timeout_ms;   /* the whole test's (default 30 s) */
+	GPtrArray *steps;   /* struct lab_step *, in file order */
 	int line;
 };
 
@@ -44,6 +100,7 @@ struct lab {
 	enum lab_accel accel;
 	GPtrArray *regions; /* struct lab_region * */
 	GPtrArray *guests;  /* struct lab_guest * */
+	GPtrArray *tests;   /* struct lab_test * */
 };
 
 /* Read, validate against domains/lab.rng and check a lab file; errors read

@@ -101,6 +101,106 @@ static char *emulator_devices(const char *emulator)
 	return g_strconcat(run.out, run.err, NULL);
 }
 
+/* The devices a guest needs that the emulator's `-device help` lacks, as
+ * problems; TRUE when it lacks none. */
+static gboolean check_devices(const struct lab_guest *guest, const char *emulator,
+			      const char *list, GPtrArray *problems)
+{
+	guint before = problems->len;
+
+	for (guint r = 0; r < guest->regions->len; r++) {
+		const struct lab_region *region = g_ptr_array_index(guest->regions, r);
+		const char *model = region->mode == LAB_REGION_DOORBELL ? "\"ivshmem-doorbell\""
+									 : "\"ivshmem-plain\"";
+		gboolean listed = FALSE;
+
+		for (guint p = before; p < problems->len && !listed; p++)
+			listed = strstr(g_ptr_array_index(problems, p), model) != NULL;
+		if (!strstr(list, model) && !listed)
+			g_ptr_array_add(problems,
+					g_strdup_printf("guest %s: emulator %s offers no %s device",
+							guest->name, emulator, model));
+	}
+	if (guest->shares->len && !strstr(list, "\"virtio-9p-pci\""))
+		g_ptr_array_add(problems,
+				g_strdup_printf("guest %s: emulator %s offers no \"virtio-9p-pci\" "
+						"device, which its <share> needs",
+						guest->name, emulator));
+	return problems->len == before;
+}
+
+/* libvirt's last error on one line (probe errors end in QEMU's output). */
+static char *libvirt_error_line(void)
+{
+	char *text = g_strdup(virGetLastErrorMessage());
+
+	g_strdelimit(text, "\r\n", ' ');
+	return g_strstrip(text);
+}
+
+/* The first line of text, for a one-line message. */
+static char *first_line(const char *text)
+{
+	g_autofree char *copy = g_strdup(text ? text : "");
+	char *newline = strchr(g_strstrip(copy), '\n');
+
+	if (newline)
+		*newline = '\0';
+	return g_strdup(*copy ? copy : "no output");
+}
+
+/* Does `EMULATOR -machine help` list machine (or an alias of it) first on a line? */
+static gboolean offers_machine(const char *help, const char *machine)
+{
+	g_auto(GStrv) lines = g_strsplit(help, "\n", -1);
+
+	for (char **line = lines; *line; line++) {
+		gsize length = strcspn(*line, " \t");
+
+		if (length == strlen(machine) && strncmp(*line, machine, length) == 0)
+			return TRUE;
+	}
+	return FALSE;
+}
+
+/* A guest's own emulator on this host: it exists, is executable, runs as
+ * QEMU and offers the guest's machine. NULL when fine, else the problem. */
+static char *check_own_emulator(const struct lab_guest *guest)
+{
+	const char *emulator = guest->emulator;
+	const char *const version[] = { emulator, "-version", NULL };
+	const char *const machines[] = { emulator, "-machine", "help", NULL };
+	g_auto(IvlabRun) run = { .argv = version, .may_fail = TRUE };
+	g_auto(IvlabRun) machine_run = { .argv = machines, .may_fail = TRUE };
+	g_autoptr(GError) error = NULL;
+
+	if (!g_file_test(emulator, G_FILE_TEST_EXISTS))
+		return g_strdup_printf("guest %s: emulator %s does not exist", guest->name, emulator);
+	if (g_file_test(emulator, G_FILE_TEST_IS_DIR) || access(emulator, X_OK) != 0)
+		return g_strdup_printf("guest %s: emulator %s is not an executable file", guest->name,
+				       emulator);
+	if (!ivlab_run(&run, &error))
+		return g_strdup_printf("guest %s: emulator %s does not run: %s", guest->name, emulator,
+				       error->message);
+	if (run.status != 0) {
+		g_autofree char *why = first_line(*run.err ? run.err : run.out);
+
+		return g_strdup_printf("guest %s: emulator %s -version exits with status %d: %s",
+				       guest->name, emulator, run.status, why);
+	}
+	if (!strstr(run.out, "QEMU emulator version")) {
+		g_autofree char *said = first_line(run.out);
+
+		return g_strdup_printf("guest %s: emulator %s is not QEMU (-version says: %s)",
+				       guest->name, emulator, said);
+	}
+	if (!ivlab_run(&machine_run, &error) || machine_run.status != 0 ||
+	    !offers_machine(machine_run.out, guest->machine))
+		return g_strdup_printf("guest %s: emulator %s offers no machine '%s' (see %s -machine help)",
+				       guest->name, emulator, guest->machine, emulator);
+	return NULL;
+}
+
 /* Every directory from / down to path must be searchable by the QEMU user. */
 static char *unreachable_dir(const char *path, uid_t uid, gid_t gid)
 {
@@ -147,17 +247,55 @@ gboolean preflight_check(virConnectPtr conn, const struct lab *lab, GError **err
 
 		if (strcmp(guest->arch, "x86_64") == 0)
 			any_x86_kvm_probe = TRUE;
+		if (guest->emulator) {
+			g_autofree char *with = g_strdup_printf("%s/%s", key, guest->emulator);
+
+			g_free(key);
+			key = g_steal_pointer(&with);
+		}
+		if (guest->shares->len) {
+			g_autofree char *with = g_strconcat(key, "/9p", NULL);
+
+			g_free(key);
+			key = g_steal_pointer(&with);
+		}
 		if (g_hash_table_contains(checked, key))
 			continue;
 		g_hash_table_add(checked, g_strdup(key));
-		caps = virConnectGetDomainCapabilities(conn, NULL, guest->arch, guest->machine,
-						       kvm ? "kvm" : "qemu", 0);
+		/* The user's own QEMU: what libvirt would only say vaguely. */
+		if (guest->emulator && uri_is_local(conn)) {
+			char *problem = check_own_emulator(guest);
+			g_autofree char *list = NULL;
+
+			if (problem) {
+				g_ptr_array_add(problems, problem);
+				continue;
+			}
+			list = emulator_devices(guest->emulator);
+			if (!list || !check_devices(guest, guest->emulator, list, problems))
+				continue;
+		}
+		caps = virConnectGetDomainCapabilities(conn, guest->emulator, guest->arch,
+						       guest->machine, kvm ? "kvm" : "qemu", 0);
+		if (!caps && guest->emulator) {
+			g_autofree char *reason = libvirt_error_line();
+
+			g_ptr_array_add(problems,
+					g_strdup_printf("guest %s: libvirt does not accept emulator %s for "
+							"%s machine '%s' with %s (%s)",
+							guest->name, guest->emulator, guest->arch,
+							guest->machine, kvm ? "kvm" : "tcg", reason));
+			virResetLastError();
+			continue;
+		}
 		if (!caps) {
+			g_autofree char *reason = libvirt_error_line();
+
 			g_ptr_array_add(problems,
 					g_strdup_printf("guest %s: libvirt has no %s emulator for machine "
 							"'%s' with %s (%s; install the Debian package %s)",
 							guest->name, guest->arch, guest->machine,
-							kvm ? "kvm" : "tcg", virGetLastErrorMessage(),
+							kvm ? "kvm" : "tcg", reason,
 							arch_lookup(guest->arch)->qemu_package));
 			virResetLastError();
 			continue;
@@ -167,6 +305,8 @@ gboolean preflight_check(virConnectPtr conn, const struct lab *lab, GError **err
 		ivlab_debug("preflight: %s: emulator %s", key, emulator ? emulator : "(unknown)");
 		/* libvirt's domain capabilities do not list shmem models: ask the
 		 * emulator itself when it is on this host. */
+		if (guest->emulator)
+			continue; /* checked above */
 		if (!emulator || !uri_is_local(conn) || !g_file_test(emulator, G_FILE_TEST_IS_EXECUTABLE)) {
 			ivlab_debug("preflight: ivshmem support not checked (emulator not local)");
 			continue;
@@ -176,16 +316,7 @@ gboolean preflight_check(virConnectPtr conn, const struct lab *lab, GError **err
 		const char *list = g_hash_table_lookup(devices, emulator);
 		if (!list)
 			continue;
-		for (guint r = 0; r < guest->regions->len; r++) {
-			const struct lab_region *region = g_ptr_array_index(guest->regions, r);
-			const char *model = region->mode == LAB_REGION_DOORBELL ? "\"ivshmem-doorbell\""
-										 : "\"ivshmem-plain\"";
-
-			if (!strstr(list, model))
-				g_ptr_array_add(problems,
-						g_strdup_printf("guest %s: %s offers no %s device",
-								guest->name, emulator, model));
-		}
+		check_devices(guest, emulator, list, problems);
 	}
 
 	if (preflight_qemu_user(conn, &uid, &gid, &group)) {

@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <string.h>
+#include <glib/gstdio.h>
 
 #include "domxml.h"
 #include "host.h"
@@ -15,6 +16,181 @@ static char *lab_file(const char *name)
 {
 	return g_build_filename(g_getenv("top_srcdir") ? g_getenv("top_srcdir") : ".",
 				"domains", name, NULL);
+}
+
+static char *data_file(const char *name)
+{
+	g_autofree char *top = g_canonicalize_filename(g_getenv("top_srcdir") ? g_getenv("top_srcdir") : ".",
+						       NULL);
+
+	return g_build_filename(top, "tests", "data", name, NULL);
+}
+
+/* tests/data/payload.lab.xml: every element that brings code into guests. */
+static void test_payload_lab(void)
+{
+	g_autofree char *path = data_file("payload.lab.xml");
+	g_autofree char *fixtures = data_file("fixtures");
+	g_autofree char *module_dir = g_build_filename(fixtures, "module", NULL);
+	g_autofree char *share_dir = g_build_filename(fixtures, "share", NULL);
+	g_autofree char *overlay_dir = g_build_filename(fixtures, "overlay", NULL);
+	g_autofree char *overlay_etc = g_build_filename(overlay_dir, "etc", NULL);
+	g_autofree char *hello = g_build_filename(fixtures, "files", "hello.sh", NULL);
+	g_autofree char *prog_x86 = g_build_filename(fixtures, "files", "prog-x86_64", NULL);
+	g_autofree char *prog_arm = g_build_filename(fixtures, "files", "prog-aarch64", NULL);
+	g_autofree char *kernel = g_build_filename(fixtures, "kernel", "bzImage", NULL);
+	g_autofree char *build = g_build_filename(fixtures, "kernel", "build", NULL);
+	g_autoptr(GError) error = NULL;
+	g_autoptr(Lab) lab = lab_load(path, &error);
+	struct lab_guest *producer, *consumer;
+	struct lab_region *ring;
+	struct lab_module *module;
+	struct lab_file *file;
+	struct lab_share *share;
+	struct lab_run *run;
+	struct lab_test *test;
+	struct lab_step *step;
+
+	g_assert_no_error(error);
+	producer = lab_find_guest(lab, "producer");
+	consumer = lab_find_guest(lab, "consumer");
+	ring = lab_find_region(lab, "ring");
+	g_assert_nonnull(producer);
+	g_assert_nonnull(consumer);
+
+	/* Modules: the lab's first (with its params and bound region), then the guest's. */
+	g_assert_cmpuint(producer->modules->len, ==, 1);
+	g_assert_cmpuint(consumer->modules->len, ==, 2);
+	for (guint i = 0; i < 2; i++) {
+		struct lab_guest *guest = i ? consumer : producer;
+
+		module = g_ptr_array_index(guest->modules, 0);
+		g_assert_cmpstr(module->src, ==, module_dir);
+		g_assert_cmpstr(module->params, ==, "debug=1");
+		g_assert_cmpuint(module->bind->len, ==, 1);
+		g_assert_true(g_ptr_array_index(module->bind, 0) == ring);
+		g_assert_cmpint(module->line, ==, 5);
+	}
+	module = g_ptr_array_index(consumer->modules, 1);
+	g_assert_cmpstr(module->src, ==, module_dir);
+	g_assert_null(module->params);
+	g_assert_cmpuint(module->bind->len, ==, 0);
+	/* The two guests' copies are their own. */
+	g_assert_true(g_ptr_array_index(producer->modules, 0) != g_ptr_array_index(consumer->modules, 0));
+
+	/* Files: only those of the guest's arch, dest normalised, modes. */
+	g_assert_cmpuint(producer->files->len, ==, 2);
+	file = g_ptr_array_index(producer->files, 0);
+	g_assert_cmpstr(file->src, ==, hello);
+	g_assert_cmpstr(file->dest, ==, "/usr/bin/hello");
+	g_assert_cmpuint(file->mode, ==, 0755);
+	g_assert_null(file->arch);
+	file = g_ptr_array_index(producer->files, 1);
+	g_assert_cmpstr(file->src, ==, prog_x86);
+	g_assert_cmpstr(file->dest, ==, "/usr/bin/prog");
+	g_assert_cmpuint(file->mode, ==, 0755);
+	g_assert_cmpstr(file->arch, ==, "x86_64");
+	g_assert_cmpuint(consumer->files->len, ==, 2);
+	file = g_ptr_array_index(consumer->files, 1);
+	g_assert_cmpstr(file->src, ==, prog_arm);
+	g_assert_cmpstr(file->arch, ==, "aarch64");
+
+	/* Overlays, lab's first. */
+	g_assert_cmpuint(producer->overlays->len, ==, 1);
+	g_assert_cmpstr(g_ptr_array_index(producer->overlays, 0), ==, overlay_dir);
+	g_assert_cmpuint(consumer->overlays->len, ==, 2);
+	g_assert_cmpstr(g_ptr_array_index(consumer->overlays, 0), ==, overlay_dir);
+	g_assert_cmpstr(g_ptr_array_index(consumer->overlays, 1), ==, overlay_etc);
+
+	/* Shares: tags numbered per guest in order; "fixtures/" resolves without its slash. */
+	g_assert_cmpuint(producer->shares->len, ==, 2);
+	share = g_ptr_array_index(producer->shares, 0);
+	g_assert_cmpstr(share->src, ==, share_dir);
+	g_assert_cmpstr(share->dest, ==, "/mnt/share");
+	g_assert_cmpstr(share->tag, ==, "ivlab0");
+	g_assert_true(share->readonly);
+	share = g_ptr_array_index(producer->shares, 1);
+	g_assert_cmpstr(share->src, ==, fixtures);
+	g_assert_cmpstr(share->dest, ==, "/mnt/data");
+	g_assert_cmpstr(share->tag, ==, "ivlab1");
+	g_assert_false(share->readonly);
+	g_assert_cmpuint(consumer->shares->len, ==, 1);
+	share = g_ptr_array_index(consumer->shares, 0);
+	g_assert_cmpstr(share->tag, ==, "ivlab0");
+
+	/* Boot commands, lab's first. */
+	g_assert_cmpuint(producer->runs->len, ==, 2);
+	run = g_ptr_array_index(producer->runs, 0);
+	g_assert_cmpstr(run->command, ==, "sysctl -w kernel.printk=4");
+	run = g_ptr_array_index(producer->runs, 1);
+	g_assert_cmpstr(run->command, ==, "echo producer up");
+	g_assert_cmpuint(consumer->runs->len, ==, 1);
+
+	/* Emulator and kernel: per guest. */
+	g_assert_cmpstr(producer->emulator, ==, "/usr/bin/qemu-system-x86_64");
+	g_assert_cmpstr(producer->kernel, ==, kernel);
+	g_assert_cmpstr(producer->kernel_build_dir, ==, build);
+	g_assert_null(consumer->emulator);
+	g_assert_null(consumer->kernel);
+	g_assert_null(consumer->kernel_build_dir);
+
+	/* Tests and their steps. */
+	g_assert_cmpuint(lab->tests->len, ==, 2);
+	test = g_ptr_array_index(lab->tests, 0);
+	g_assert_cmpstr(test->name, ==, "ring-roundtrip");
+	g_assert_cmpuint(test->timeout_ms, ==, 120000);
+	g_assert_cmpuint(test->steps->len, ==, 3);
+	step = g_ptr_array_index(test->steps, 0);
+	g_assert_cmpstr(step->guest, ==, "consumer");
+	g_assert_cmpstr(step->command, ==, "consume --count 10");
+	g_assert_true(step->background);
+	g_assert_cmpint(step->expect, ==, 0);
+	step = g_ptr_array_index(test->steps, 2);
+	g_assert_cmpstr(step->guest, ==, "producer");
+	g_assert_false(step->background);
+	g_assert_cmpint(step->expect, ==, 3);
+	test = g_ptr_array_index(lab->tests, 1);
+	g_assert_cmpstr(test->name, ==, "quick");
+	g_assert_cmpuint(test->timeout_ms, ==, 500);
+	step = g_ptr_array_index(test->steps, 0);
+	g_assert_cmpstr(step->command, ==, "true");
+}
+
+/* A lab without any of it: empty lists, no tests, default timeout unused. */
+static void test_plain_lab_has_no_payload(void)
+{
+	g_autofree char *path = lab_file("pair.xml");
+	g_autoptr(Lab) lab = lab_load(path, NULL);
+
+	g_assert_nonnull(lab);
+	g_assert_cmpuint(lab->tests->len, ==, 0);
+	for (guint i = 0; i < lab->guests->len; i++) {
+		struct lab_guest *guest = g_ptr_array_index(lab->guests, i);
+
+		g_assert_cmpuint(guest->modules->len + guest->files->len + guest->overlays->len +
+				 guest->shares->len + guest->runs->len, ==, 0);
+		g_assert_null(guest->emulator);
+		g_assert_null(guest->kernel);
+	}
+}
+
+/* Relative paths follow the lab file, not the working directory, also when
+ * the lab file is named relative to it. */
+static void test_relative_to_lab_file(void)
+{
+	g_autofree char *data = data_file("");
+	g_autofree char *tests = g_path_get_dirname(data);
+	g_autofree char *share_dir = data_file("fixtures/share");
+	g_autofree char *cwd = g_get_current_dir();
+	g_autoptr(Lab) lab = NULL;
+	struct lab_share *share;
+
+	g_assert_cmpint(g_chdir(tests), ==, 0);
+	lab = lab_load("data/payload.lab.xml", NULL);
+	g_assert_cmpint(g_chdir(cwd), ==, 0);
+	g_assert_nonnull(lab);
+	share = g_ptr_array_index(lab_find_guest(lab, "consumer")->shares, 0);
+	g_assert_cmpstr(share->src, ==, share_dir);
 }
 
 static void test_parse_size(void)
@@ -269,6 +445,9 @@ int main(int argc, char **argv)
 	g_test_add_func("/lab/derived-names", test_names_derived);
 	g_test_add_func("/lab/examples", test_all_examples_load);
 	g_test_add_func("/lab/missing-file", test_missing_file);
+	g_test_add_func("/lab/payload", test_payload_lab);
+	g_test_add_func("/lab/no-payload", test_plain_lab_has_no_payload);
+	g_test_add_func("/lab/relative-paths", test_relative_to_lab_file);
 	g_test_add_func("/host/accel-decide", test_accel_decide);
 	g_test_add_func("/host/accel-override", test_accel_override);
 	g_test_add_func("/lab/accel-parse", test_accel_parse);
