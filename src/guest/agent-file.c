@@ -17,11 +17,15 @@
 static const char b64_chars[] =
 	"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
+/* value + 1 of each base64 character, 0 for the others */
+static uint8_t b64_values[256];
+
 static int b64_value(char c)
 {
-	const char *at = c ? strchr(b64_chars, c) : NULL;
-
-	return at ? (int)(at - b64_chars) : -1;
+	if (!b64_values['A'])
+		for (int i = 0; i < 64; i++)
+			b64_values[(uint8_t)b64_chars[i]] = (uint8_t)(i + 1);
+	return b64_values[(uint8_t)c] - 1;
 }
 
 /* Decodes in into out (room for strlen(in) / 4 * 3); -1 when malformed. */
@@ -182,6 +186,18 @@ static bool arg_path(struct request *req, const char *key, char *path, size_t si
 	return true;
 }
 
+/* The file the last `put` wrote, kept open for the next chunk (a copy is
+ * thousands of puts in a row); any other verb closes it. */
+static int put_fd = -1;
+static char put_path[IVLAB_AGENT_LINE_MAX];
+
+void files_close(void)
+{
+	if (put_fd >= 0)
+		close(put_fd);
+	put_fd = -1;
+}
+
 /* put path=P offset=N data=BASE64 [mode=OCTAL]: offset 0 creates or
  * truncates P (with mode, default 0644), later chunks write into it. */
 bool cmd_put(struct request *req, struct reply *reply)
@@ -213,11 +229,18 @@ bool cmd_put(struct request *req, struct reply *reply)
 	len = base64_decode(encoded, data);
 	if (len < 0)
 		return fail(reply, "usage", "put: data= is not base64");
-	fd = open(path, O_WRONLY | O_CLOEXEC | (offset ? 0 : O_CREAT | O_TRUNC), (mode_t)mode);
-	if (fd < 0)
-		return fail(reply, "io", "put: %s: %s", path, strerror(errno));
-	if (!offset && mode_text)
-		fchmod(fd, (mode_t)mode);
+	if (!offset || strcmp(path, put_path))
+		files_close();
+	if (put_fd < 0) {
+		put_fd = open(path, O_WRONLY | O_CLOEXEC | (offset ? 0 : O_CREAT | O_TRUNC),
+			      (mode_t)mode);
+		if (put_fd < 0)
+			return fail(reply, "io", "put: %s: %s", path, strerror(errno));
+		snprintf(put_path, sizeof(put_path), "%s", path);
+		if (!offset && mode_text)
+			fchmod(put_fd, (mode_t)mode);
+	}
+	fd = put_fd;
 	for (long done = 0; done < len;) {
 		ssize_t n = pwrite(fd, data + done, (size_t)(len - done), (off_t)offset + done);
 
@@ -225,13 +248,11 @@ bool cmd_put(struct request *req, struct reply *reply)
 			continue;
 		if (n <= 0) {
 			fail(reply, "io", "put: %s: %s", path, n < 0 ? strerror(errno) : "short write");
-			close(fd);
+			files_close();
 			return false;
 		}
 		done += n;
 	}
-	if (close(fd) < 0)
-		return fail(reply, "io", "put: %s: %s", path, strerror(errno));
 	reply_add(reply, "ok");
 	return true;
 }

@@ -664,6 +664,8 @@ void handle_line(char *line, struct reply *reply)
 	reply_clear(reply);
 	if (!parse_request(line, &req, reply))
 		return;
+	if (strcmp(req.verb, IVLAB_AGENT_PUT))
+		files_close();
 	for (size_t i = 0; i < ARRAY_SIZE(verbs); i++) {
 		if (strcmp(verbs[i].name, req.verb))
 			continue;

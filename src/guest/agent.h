@@ -130,6 +130,8 @@ bool cmd_kill(struct request *req, struct reply *reply);
 long base64_decode(const char *in, uint8_t *out);
 bool sha256_fd(int fd, char hex[65], uint64_t *size);
 void reply_add_base64(struct reply *reply, const uint8_t *data, size_t len);
+/* Closes the file `put` keeps open between chunks. */
+void files_close(void);
 bool cmd_put(struct request *req, struct reply *reply);
 bool cmd_get(struct request *req, struct reply *reply);
 bool cmd_sha256(struct request *req, struct reply *reply);
