@@ -9,7 +9,9 @@
 
 extern const struct ivlab_cmd cmd_bench_entry;
 extern const struct ivlab_cmd cmd_console_entry;
+extern const struct ivlab_cmd cmd_cp_entry;
 extern const struct ivlab_cmd cmd_down_entry;
+extern const struct ivlab_cmd cmd_exec_entry;
 extern const struct ivlab_cmd cmd_help_entry;
 extern const struct ivlab_cmd cmd_image_entry;
 extern const struct ivlab_cmd cmd_peer_entry;
@@ -23,7 +25,9 @@ extern const struct ivlab_cmd cmd_xml_entry;
 static const struct ivlab_cmd *const commands[] = {
 	&cmd_bench_entry,
 	&cmd_console_entry,
+	&cmd_cp_entry,
 	&cmd_down_entry,
+	&cmd_exec_entry,
 	&cmd_help_entry,
 	&cmd_image_entry,
 	&cmd_peer_entry,
@@ -128,6 +132,8 @@ gboolean cmd_parse(const struct ivlab_cmd *cmd, const GOptionEntry *entries,
 		g_option_context_set_description(context, cmd->description);
 	if (entries)
 		g_option_context_add_main_entries(context, entries, NULL);
+	if (cmd->needs & CMD_POSIX_OPTIONS)
+		g_option_context_set_strict_posix(context, TRUE);
 	if (!g_option_context_parse(context, argc, argv, &parse_error))
 		return cmd_usage_error(error, cmd, "%s", parse_error->message);
 	return TRUE;

@@ -25,6 +25,9 @@ struct ivlab_ctx {
 	int verbose;    /* -v count */
 	gboolean quiet; /* -q */
 	struct lab_session *session; /* what the command's needs asked for, else NULL */
+	/* The exit status a command chose (ivlab exec: the remote command's);
+	 * 0: 0 on success, 1 or 2 on an error. */
+	int exit_status;
 };
 
 /* What a command needs before it runs, prepared by cmd_run() (as tmux
@@ -37,6 +40,8 @@ enum ivlab_cmd_needs {
 	CMD_GUEST_ARGS = 1 << 4,        /* the operands name guests of the lab (checked
 					 * before connecting) */
 	CMD_OWN_OPTIONS = 1 << 5,       /* exec parses its options (subcommands) */
+	CMD_POSIX_OPTIONS = 1 << 6,     /* options end at the first operand (ivlab exec
+					 * g ls -l: -l is the command's) */
 };
 
 struct ivlab_cmd {

@@ -99,8 +99,9 @@ static int run(int argc, char **argv, GError **error)
 	gboolean ok = cmd_run(cmd, &ctx, argc - 1, argv + 1, error);
 	g_free(ctx.uri);
 	g_free(ctx.lab_path);
-	if (ok)
-		return 0;
+	/* A status the command chose (exec) was explained by its own output. */
+	if (ok || ctx.exit_status)
+		return ctx.exit_status;
 	return g_error_matches(*error, IVLAB_ERROR, IVLAB_ERROR_USAGE) ? 2 : 1;
 }
 
@@ -114,7 +115,6 @@ int main(int argc, char **argv)
 	status = run(argc, argv, &error);
 	if (status != 0 && error)
 		fprintf(stderr, "ivlab: %s\n", error->message);
-	else if (status != 0)
-		fprintf(stderr, "ivlab: failed without a message (a bug)\n");
+
 	return status;
 }

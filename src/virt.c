@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -419,6 +420,34 @@ static void link_flush(struct virt_link *link)
 	link_update_events(link);
 }
 
+/* Hand bytes to the owner. Its end is non-blocking; a response larger than
+ * the socket buffer (a 700 KB `get`) waits until the owner reads, which it
+ * does while it waits for that response (a minute at most). */
+static gboolean pump_to_owner(struct virt_link *link, const char *data, gsize length)
+{
+	int waited_ms = 0;
+
+	while (length) {
+		ssize_t done = send(link->pump_fd, data, length, MSG_NOSIGNAL);
+
+		if (done < 0 && errno == EINTR)
+			continue;
+		if (done < 0 && errno == EAGAIN && waited_ms < 60000) {
+			struct pollfd pfd = { .fd = link->pump_fd, .events = POLLOUT };
+
+			poll(&pfd, 1, 100);
+			waited_ms += 100;
+			continue;
+		}
+		if (done <= 0)
+			return FALSE;
+		data += done;
+		length -= done;
+		waited_ms = 0;
+	}
+	return TRUE;
+}
+
 static void link_stream_event(virStreamPtr stream, int events, void *opaque)
 {
 	struct virt_link *link = opaque;
@@ -437,7 +466,7 @@ static void link_stream_event(virStreamPtr stream, int events, void *opaque)
 
 			if (got == -2)
 				break;
-			if (got <= 0 || !ivlab_write_all(link->pump_fd, buffer, got)) {
+			if (got <= 0 || !pump_to_owner(link, buffer, got)) {
 				virResetLastError();
 				link_stream_over(link);
 				break;

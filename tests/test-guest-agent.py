@@ -1,5 +1,7 @@
 # test-guest-agent.py: the x86_64 agent's request parsing and its verbs on the
 # host, no VM: `ivlab-agent-x86_64 --stdio` with files standing in for regions.
+import base64
+import hashlib
 import importlib.util
 import os
 import random
@@ -7,6 +9,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.parse
 import zlib
 
 spec = importlib.util.spec_from_file_location(
@@ -200,8 +203,145 @@ for n in range(1500):
 tap.ok(fuzz_ok and proc.poll() is None, "1500 random requests each get ok or err, no crash")
 expect_ok("hello", "the agent still answers after the random requests", proto=1)
 
+# processes: spawn several, poll their output as it comes, exit statuses,
+# signals, timeouts, kill of the whole group
+def pct(text):
+    return urllib.parse.quote(text, safe="")
+
+
+def unpct(text):
+    return urllib.parse.unquote_to_bytes(text or "")
+
+
+def spawn(command, desc, **args):
+    extra = "".join(" %s=%s" % kv for kv in args.items())
+    resp = agent.request("spawn cmd=%s%s" % (pct(command), extra), 10)
+    tap.ok(resp.ok and resp.get("pid"), "spawn: " + desc, repr(resp))
+    return resp.get("pid")
+
+
+def poll_to_end(pid, limit=30):
+    """All output and the final answer of process pid."""
+    out, err, deadline = b"", b"", time.monotonic() + limit
+    while time.monotonic() < deadline:
+        resp = agent.request("poll pid=%s wait_ms=2000" % pid, 10)
+        if not resp.ok:
+            return out, err, resp
+        out += unpct(resp.get("out"))
+        err += unpct(resp.get("err"))
+        if resp.get("exited") == "1":
+            return out, err, resp
+    return out, err, None
+
+
+def gone(os_pid):
+    try:
+        with open("/proc/%d/stat" % os_pid) as f:
+            return f.read().split(") ")[1][0] in "ZX"
+    except OSError:
+        return True
+
+
+pid = spawn("echo first; sleep 2; echo second >&2; exit 3", "a command with output and a status")
+start = time.monotonic()
+resp = agent.request("poll pid=%s wait_ms=10000" % pid, 15)
+took = time.monotonic() - start
+tap.ok(resp.ok and unpct(resp.get("out")) == b"first\n" and resp.get("exited") is None and took < 1.5,
+       "poll returns the first line as soon as it is there (%.2f s), before the end" % took, repr(resp))
+out, err, resp = poll_to_end(pid)
+tap.ok(resp and out == b"" and err == b"second\n" and resp.get("status") == "3",
+       "later polls bring stderr apart and exit status 3", repr((out, err, resp)))
+expect_err("poll pid=%s" % pid, "range", "a process whose end was polled is forgotten")
+expect_err("poll pid=999999", "range", "poll of an unknown pid is a range error")
+expect_err("spawn", "usage", "spawn without cmd= is a usage error")
+expect_err("spawn cmd=%zz", "usage", "spawn with a bad escape is a usage error")
+expect_err("poll pid=1 wait_ms=600001", "range", "poll wait_ms above the limit")
+
+start = time.monotonic()
+pids = [spawn("sleep 1; echo %d" % n, "concurrent process %d" % n) for n in range(4)]
+results = [poll_to_end(p) for p in pids]
+took = time.monotonic() - start
+tap.ok([r[0] for r in results] == [b"%d\n" % n for n in range(4)] and took < 3,
+       "four 1 s processes run at once on one agent (%.2f s)" % took, repr(results))
+
+pid = spawn("kill -TERM $$", "a shell that kills itself")
+out, err, resp = poll_to_end(pid)
+tap.ok(resp and resp.get("signal") == "15" and resp.get("status") is None,
+       "death by a signal is reported as signal=15", repr(resp))
+
+pid = spawn("sleep 30", "a process with a timeout", timeout_ms=300)
+start = time.monotonic()
+out, err, resp = poll_to_end(pid)
+took = time.monotonic() - start
+tap.ok(resp and resp.get("signal") == "9" and resp.get("timeout") == "1" and took < 5,
+       "past timeout_ms its group is killed: signal=9 timeout=1 (%.2f s)" % took, repr(resp))
+
+pid = spawn("sleep 60 & echo $!; wait", "a process with a background child")
+resp = agent.request("poll pid=%s wait_ms=5000" % pid, 10)
+child = int(unpct(resp.get("out")).strip() or 0)
+expect_ok("kill pid=%s" % pid, "kill answers ok")
+out, err, resp = poll_to_end(pid)
+for _ in range(50):
+    if gone(child):
+        break
+    time.sleep(0.1)
+tap.ok(resp and resp.get("signal") == "9" and child and gone(child),
+       "kill ends the whole process group (the background sleep too)", repr((child, resp)))
+expect_err("kill pid=424242", "range", "kill of an unknown pid is a range error")
+
+pid = spawn("head -c 3000000 /dev/zero | tr '\\0' x; echo done >&2", "a process writing 3 MB")
+out, err, resp = poll_to_end(pid, 60)
+tap.ok(resp and len(out) == 3000000 and set(out) == {ord("x")} and err == b"done\n",
+       "3 MB of output arrive whole through the 1 MiB buffer", "%d bytes, %r" % (len(out), resp))
+
+pids = [spawn("sleep 30", "process %d of the table" % n) if n == 0 else
+        agent.request("spawn cmd=sleep%2030", 10).get("pid") for n in range(32)]
+expect_err("spawn cmd=true", "busy", "a full process table answers busy")
+for p in pids:
+    agent.request("kill pid=%s" % p, 10)
+    poll_to_end(p)
+pid = spawn("true", "spawn works again once the table was polled empty")
+poll_to_end(pid)
+
+# files for cp: put in chunks, sha256, get in chunks, rename, unlink
+blob = os.urandom(100000)
+dest = os.path.join(scratch.name, "put dir")
+os.mkdir(dest)
+tmp_path = os.path.join(dest, "f.tmp")
+put_ok = True
+for offset in range(0, len(blob), 2000):
+    chunk = base64.b64encode(blob[offset:offset + 2000]).decode()
+    resp = agent.request("put path=%s offset=%d data=%s%s" %
+                         (pct(tmp_path), offset, chunk, " mode=755" if offset == 0 else ""), 10)
+    put_ok = put_ok and resp.ok
+tap.ok(put_ok and open(tmp_path, "rb").read() == blob and os.stat(tmp_path).st_mode & 0o777 == 0o755,
+       "put in 50 chunks writes the file (mode 755, a path with a space)")
+expect_ok("sha256 path=%s" % pct(tmp_path), "sha256 of the file matches hashlib's",
+          sha256=hashlib.sha256(blob).hexdigest(), size=len(blob), mode="755")
+got, size = b"", None
+for offset in range(0, len(blob) + 1, 30000):
+    resp = agent.request("get path=%s offset=%d length=30000" % (pct(tmp_path), offset), 10)
+    got += base64.b64decode(resp.get("data") or "")
+    size = resp.get("size")
+tap.ok(got == blob and size == str(len(blob)), "get in chunks reads it back, short at the end")
+expect_ok("rename from=%s to=%s" % (pct(tmp_path), pct(tmp_path + ".done")), "rename")
+expect_ok("unlink path=%s" % pct(tmp_path + ".done"), "unlink")
+expect_err("get path=%s offset=0 length=1" % pct(tmp_path), "io", "get of a missing file is err io")
+expect_err("sha256 path=%s" % pct(dest), "io", "sha256 of a directory is err io")
+expect_err("put path=%s offset=5 data=AAAA" % pct(tmp_path), "io",
+           "a later chunk of a file that is not there is err io")
+expect_err("put path=%s offset=0 data=AA=A" % pct(tmp_path), "usage", "bad base64 is err usage")
+expect_err("get path=/x offset=0 length=%d" % (512 * 1024 + 1), "range", "get above 512 KiB")
+
+# the host leaving (end of input) kills what it spawned
+pid = spawn("echo $$; exec sleep 60", "a process left running when the host leaves")
+resp = agent.request("poll pid=%s wait_ms=5000" % pid, 10)
+orphan = int(unpct(resp.get("out")).strip() or 0)
+
 proc.stdin.close()
 tap.ok(proc.wait(10) == 0, "the agent exits cleanly at the end of its input")
+tap.ok(orphan and gone(orphan), "processes the host left running are killed when it leaves",
+       str(orphan))
 
 bad_region = subprocess.run([agent_bin, "--stdio", "--region", "x=/nonexistent"],
                             capture_output=True, text=True, stdin=subprocess.DEVNULL)

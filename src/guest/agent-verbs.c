@@ -636,12 +636,20 @@ static const struct verb {
 	{ IVLAB_AGENT_DRVTEST, cmd_drvtest },
 	{ IVLAB_AGENT_EXEC, cmd_exec },
 	{ IVLAB_AGENT_FILL, cmd_fill },
+	{ IVLAB_AGENT_GET, cmd_get },
 	{ IVLAB_AGENT_HELLO, cmd_hello },
 	{ IVLAB_AGENT_IRQCOUNT, cmd_irqcount },
+	{ IVLAB_AGENT_KILL, cmd_kill },
 	{ IVLAB_AGENT_PINGPONG, cmd_pingpong },
+	{ IVLAB_AGENT_POLL, cmd_poll },
+	{ IVLAB_AGENT_PUT, cmd_put },
 	{ IVLAB_AGENT_READ, cmd_read },
 	{ IVLAB_AGENT_REGION, cmd_region },
+	{ IVLAB_AGENT_RENAME, cmd_rename },
 	{ IVLAB_AGENT_RING, cmd_ring },
+	{ IVLAB_AGENT_SHA256, cmd_sha256 },
+	{ IVLAB_AGENT_SPAWN, cmd_spawn },
+	{ IVLAB_AGENT_UNLINK, cmd_unlink },
 	{ IVLAB_AGENT_VERIFY, cmd_verify },
 	{ IVLAB_AGENT_WAIT, cmd_wait },
 	{ IVLAB_AGENT_WRITE, cmd_write },
@@ -656,6 +664,8 @@ void handle_line(char *line, struct reply *reply)
 	reply_clear(reply);
 	if (!parse_request(line, &req, reply))
 		return;
+	if (strcmp(req.verb, IVLAB_AGENT_PUT))
+		files_close();
 	for (size_t i = 0; i < ARRAY_SIZE(verbs); i++) {
 		if (strcmp(verbs[i].name, req.verb))
 			continue;

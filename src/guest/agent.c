@@ -53,12 +53,23 @@ static int serve(int in, int out, bool is_port)
 		return 1;
 
 	for (;;) {
-		ssize_t n = read(in, buf + len, sizeof(buf) - 1 - len);
+		struct pollfd fds[1 + 2 * IVLAB_AGENT_PROCS_MAX];
+		int nfds = 1 + procs_pollfds(fds + 1, (int)ARRAY_SIZE(fds) - 1);
+		ssize_t n;
 		char *start, *nl;
 
-		if (n < 0 && errno == EINTR)
+		/* spawned processes' output is collected while no request runs */
+		fds[0] = (struct pollfd){ .fd = in, .events = POLLIN };
+		poll(fds, (nfds_t)nfds, procs_wait_ms());
+		procs_service();
+		if (!fds[0].revents)
+			continue;
+		n = read(in, buf + len, sizeof(buf) - 1 - len);
+		if (n < 0 && (errno == EINTR || errno == EAGAIN))
 			continue;
 		if (n <= 0) {
+			/* the host left: nobody will poll what it spawned */
+			procs_kill_all();
 			if (!is_port)
 				return 0;
 			/* the host end is closed: wait for it to come back */
@@ -155,6 +166,21 @@ static bool selftest_pattern(void)
 	return true;
 }
 
+static bool selftest_sha256(const char *text, size_t len, const char *expected)
+{
+	char hex[65];
+	uint64_t size;
+	int fds[2];
+	bool ok;
+
+	if (pipe(fds) < 0 || write(fds[1], text, len) != (ssize_t)len)
+		return false;
+	close(fds[1]);
+	ok = sha256_fd(fds[0], hex, &size) && size == len && !strcmp(hex, expected);
+	close(fds[0]);
+	return ok;
+}
+
 static int selftest(void)
 {
 	struct reply reply = { 0 };
@@ -170,6 +196,19 @@ static int selftest(void)
 	selftest_check(percent_decode("a%20b%25", line, sizeof(line)) && !strcmp(line, "a b%"),
 		       "percent decoding");
 	selftest_check(!percent_decode("a%2", line, sizeof(line)), "bad percent escape refused");
+	reply_clear(&reply);
+	reply_add_base64(&reply, (const uint8_t *)"hello!?", 7);
+	selftest_check(!strcmp(reply.buf, "aGVsbG8hPw=="), "base64 encoding");
+	selftest_check(base64_decode("aGVsbG8hPw==", (uint8_t *)line) == 7 && !memcmp(line, "hello!?", 7),
+		       "base64 decoding");
+	selftest_check(base64_decode("aGV=bG8h", (uint8_t *)line) < 0, "bad base64 refused");
+	selftest_check(selftest_sha256("abc", 3,
+		"ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad") &&
+		       selftest_sha256("", 0,
+		"e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855") &&
+		       selftest_sha256("abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq", 56,
+		"248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1"),
+		       "sha256 test vectors (FIPS 180-4)");
 	free(reply.buf);
 	printf("1..%d\n", selftest_count);
 	return selftest_failed ? 1 : 0;

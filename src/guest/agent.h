@@ -116,6 +116,28 @@ bool region_ring(struct region *region, uint32_t peer, uint32_t vector, struct r
 int region_wait(struct region *region, uint32_t vector, uint64_t seen, uint32_t timeout_ms,
 		struct reply *reply);
 
+/* agent-proc.c: processes run for the host (spawn, poll, kill) */
+struct pollfd;
+void procs_service(void);
+int procs_pollfds(struct pollfd *fds, int max);
+int procs_wait_ms(void);
+void procs_kill_all(void);
+bool cmd_spawn(struct request *req, struct reply *reply);
+bool cmd_poll(struct request *req, struct reply *reply);
+bool cmd_kill(struct request *req, struct reply *reply);
+
+/* agent-file.c: files (put, get, sha256, rename, unlink) */
+long base64_decode(const char *in, uint8_t *out);
+bool sha256_fd(int fd, char hex[65], uint64_t *size);
+void reply_add_base64(struct reply *reply, const uint8_t *data, size_t len);
+/* Closes the file `put` keeps open between chunks. */
+void files_close(void);
+bool cmd_put(struct request *req, struct reply *reply);
+bool cmd_get(struct request *req, struct reply *reply);
+bool cmd_sha256(struct request *req, struct reply *reply);
+bool cmd_rename(struct request *req, struct reply *reply);
+bool cmd_unlink(struct request *req, struct reply *reply);
+
 /* agent-verbs.c and agent-drvtest.c: the verbs */
 void agent_catch_faults(void);
 void handle_line(char *line, struct reply *reply);

@@ -24,6 +24,19 @@
 /* The output `exec` keeps. */
 #define IVLAB_AGENT_EXEC_OUTPUT_MAX	(64 * 1024)
 
+/* Processes started by `spawn` that have not been reported gone by `poll`. */
+#define IVLAB_AGENT_PROCS_MAX		32
+/* Output of a process's stdout or stderr the agent holds between polls; a
+ * child that writes more waits (its pipe is not read) until the host polls. */
+#define IVLAB_AGENT_STREAM_MAX		(1 << 20)
+/* Bytes of each stream one `poll` returns (encoded, both fit a response). */
+#define IVLAB_AGENT_POLL_CHUNK		(128 * 1024)
+/* How long one `poll` may wait, and one spawned process may run (ms). */
+#define IVLAB_AGENT_POLL_WAIT_MAX_MS	60000
+#define IVLAB_AGENT_SPAWN_TIMEOUT_MAX_MS	(7 * 24 * 3600 * 1000U)
+/* Bytes one `get` returns (base64, within a response). */
+#define IVLAB_AGENT_GET_MAX		(512 * 1024)
+
 /* The line the agent writes once when it opens the port (no answer to anything). */
 #define IVLAB_AGENT_READY		"ready"
 
@@ -36,12 +49,20 @@
 #define IVLAB_AGENT_DRVTEST		"drvtest"
 #define IVLAB_AGENT_EXEC		"exec"
 #define IVLAB_AGENT_FILL		"fill"
+#define IVLAB_AGENT_GET			"get"
 #define IVLAB_AGENT_HELLO		"hello"
 #define IVLAB_AGENT_IRQCOUNT		"irqcount"
+#define IVLAB_AGENT_KILL		"kill"
 #define IVLAB_AGENT_PINGPONG		"pingpong"
+#define IVLAB_AGENT_POLL		"poll"
+#define IVLAB_AGENT_PUT			"put"
 #define IVLAB_AGENT_READ		"read"
 #define IVLAB_AGENT_REGION		"region"
+#define IVLAB_AGENT_RENAME		"rename"
 #define IVLAB_AGENT_RING		"ring"
+#define IVLAB_AGENT_SHA256		"sha256"
+#define IVLAB_AGENT_SPAWN		"spawn"
+#define IVLAB_AGENT_UNLINK		"unlink"
 #define IVLAB_AGENT_VERIFY		"verify"
 #define IVLAB_AGENT_WAIT		"wait"
 #define IVLAB_AGENT_WRITE		"write"
