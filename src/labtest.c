@@ -15,6 +15,7 @@
 #include "agentlink.h"
 #include "ivlab.h"
 #include "labsession.h"
+#include "labsteps.h"
 #include "labtest.h"
 #include "labup.h"
 #include "peer.h"
@@ -985,6 +986,14 @@ gboolean labtest_run(struct lab_session *session, const struct labtest_options *
 			if (hr->region->mode == LAB_REGION_DOORBELL && lab_guest_region_index(again->guest, hr->region) >= 0)
 				check_doorbells(&suite, hr, again);
 		}
+	}
+	/* Then the lab's own tests, reported beside the built-in checks. */
+	for (guint t = 0; t < lab->tests->len; t++) {
+		const struct lab_test *test = g_ptr_array_index(lab->tests, t);
+		g_autofree char *name = g_strdup_printf("lab/%s", test->name);
+
+		if (want(&suite, name))
+			labsteps_run(session, test, report);
 	}
 	suite_clear(&suite);
 	return TRUE;

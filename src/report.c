@@ -28,6 +28,19 @@ void report_stream(struct report *report, FILE *out, gboolean tap)
 	}
 }
 
+/* A failed case's output, each line behind prefix. */
+static void print_output(const struct report_case *item, const char *prefix, FILE *out)
+{
+	g_auto(GStrv) lines = NULL;
+
+	if (item->status != REPORT_FAIL || !item->output)
+		return;
+	lines = g_strsplit(item->output, "\n", -1);
+	for (char **line = lines; *line; line++)
+		if (**line || line[1])
+			fprintf(out, "%s%s\n", prefix, *line);
+}
+
 static void print_tap_line(const struct report_case *item, guint number, FILE *out)
 {
 	if (item->status == REPORT_SKIP)
@@ -35,6 +48,7 @@ static void print_tap_line(const struct report_case *item, guint number, FILE *o
 	else
 		fprintf(out, "%s %u - %s%s%s\n", item->status == REPORT_PASS ? "ok" : "not ok",
 			number, item->name, *item->reason ? ": " : "", item->reason);
+	print_output(item, "# ", out);
 }
 
 static void case_free(gpointer data)
@@ -43,6 +57,7 @@ static void case_free(gpointer data)
 
 	g_free(item->name);
 	g_free(item->reason);
+	g_free(item->output);
 	g_free(item);
 }
 
@@ -65,18 +80,16 @@ void report_free(struct report *report)
 	g_free(report);
 }
 
-void report_add(struct report *report, const char *name, enum report_status status,
-		double seconds, const char *reason_fmt, ...)
+static void add_case(struct report *report, const char *name, enum report_status status,
+		     double seconds, const char *output, char *reason)
 {
 	struct report_case *item = g_new0(struct report_case, 1);
-	va_list ap;
 
 	item->name = g_strdup(name);
 	item->status = status;
 	item->seconds = seconds;
-	va_start(ap, reason_fmt);
-	item->reason = g_strdup_vprintf(reason_fmt, ap);
-	va_end(ap);
+	item->reason = reason;
+	item->output = output && *output ? g_strdup(output) : NULL;
 	/* One line each: TAP and the table need it. */
 	g_strdelimit(item->reason, "\r\n", ' ');
 	g_ptr_array_add(report->cases, item);
@@ -86,6 +99,30 @@ void report_add(struct report *report, const char *name, enum report_status stat
 		report_print_case_line(item, report->stream);
 	if (report->stream)
 		fflush(report->stream);
+}
+
+void report_add(struct report *report, const char *name, enum report_status status,
+		double seconds, const char *reason_fmt, ...)
+{
+	va_list ap;
+	char *reason;
+
+	va_start(ap, reason_fmt);
+	reason = g_strdup_vprintf(reason_fmt, ap);
+	va_end(ap);
+	add_case(report, name, status, seconds, NULL, reason);
+}
+
+void report_add_output(struct report *report, const char *name, enum report_status status,
+		       double seconds, const char *output, const char *reason_fmt, ...)
+{
+	va_list ap;
+	char *reason;
+
+	va_start(ap, reason_fmt);
+	reason = g_strdup_vprintf(reason_fmt, ap);
+	va_end(ap);
+	add_case(report, name, status, seconds, output, reason);
 }
 
 guint report_count(const struct report *report, enum report_status status)
@@ -121,6 +158,7 @@ void report_print_case_line(const struct report_case *item, FILE *out)
 {
 	fprintf(out, "%-4s  %-44s %6.2fs  %s\n", status_word(item->status), item->name,
 		item->seconds, item->reason);
+	print_output(item, "      | ", out);
 }
 
 void report_print_table(const struct report *report, FILE *out)
@@ -135,6 +173,7 @@ void report_print_table(const struct report *report, FILE *out)
 
 		fprintf(out, "%-4s  %-*s  %6.2fs  %s\n", status_word(item->status), (int)width,
 			item->name, item->seconds, item->reason);
+		print_output(item, "      | ", out);
 	}
 	report_print_summary(report, out);
 }
@@ -182,6 +221,9 @@ gboolean report_write_junit(const struct report *report, const char *path, GErro
 		xmlNewProp(testcase, (const xmlChar *)"name", (const xmlChar *)item->name);
 		g_ascii_formatd(number, sizeof(number), "%.3f", item->seconds);
 		xmlNewProp(testcase, (const xmlChar *)"time", (const xmlChar *)number);
+		if (item->output)
+			xmlNewTextChild(testcase, NULL, (const xmlChar *)"system-out",
+					(const xmlChar *)item->output);
 		if (item->status == REPORT_FAIL) {
 			xmlNode *failure = xmlNewTextChild(testcase, NULL, (const xmlChar *)"failure",
 							   (const xmlChar *)item->reason);
@@ -191,7 +233,7 @@ gboolean report_write_junit(const struct report *report, const char *path, GErro
 			xmlNode *skipped = xmlNewChild(testcase, NULL, (const xmlChar *)"skipped", NULL);
 
 			xmlNewProp(skipped, (const xmlChar *)"message", (const xmlChar *)item->reason);
-		} else if (*item->reason) {
+		} else if (*item->reason && !item->output) {
 			xmlNewTextChild(testcase, NULL, (const xmlChar *)"system-out",
 					(const xmlChar *)item->reason);
 		}

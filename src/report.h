@@ -16,6 +16,7 @@ struct report_case {
 	char *name;   /* e.g. "pattern/bell/x86a->arm" */
 	enum report_status status;
 	char *reason; /* why it failed or was skipped; what it saw when it passed */
+	char *output; /* what it printed (lab tests' steps), or NULL */
 	double seconds;
 };
 
@@ -28,6 +29,11 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC(Report, report_free)
 
 void report_add(struct report *report, const char *name, enum report_status status,
 		double seconds, const char *reason_fmt, ...) G_GNUC_PRINTF(5, 6);
+/* The same with what the case printed: JUnit's system-out, and after the
+ * line in the table and TAP when the case failed. */
+void report_add_output(struct report *report, const char *name, enum report_status status,
+		       double seconds, const char *output, const char *reason_fmt, ...)
+	G_GNUC_PRINTF(6, 7);
 guint report_count(const struct report *report, enum report_status status);
 guint report_len(const struct report *report);
 const struct report_case *report_get(const struct report *report, guint index);

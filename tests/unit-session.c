@@ -11,6 +11,7 @@
 #include <glib/gstdio.h>
 
 #include "ivlab.h"
+#include "agent-process.h"
 #include "labsession.h"
 
 #define TIMEOUT_MS 10000
@@ -20,57 +21,8 @@ struct fixture {
 	char *lab_path;
 	char *cmdline_path;
 	char *region_path;
-	GPid agent_pid;
-	guint opened;
-	const char *region_spec; /* --region NAME=FILE, or NULL */
+	struct agent_process agent;
 };
-
-static char *agent_binary(void)
-{
-	const char *builddir = g_getenv("top_builddir");
-	g_autofree char *name = g_strdup_printf("ivlab-agent-%s", g_getenv("IVLAB_HOST_ARCH") ?: "x86_64");
-
-	return g_build_filename(builddir ? builddir : ".", "src", "guest", name, NULL);
-}
-
-/* The opener tests plug in: the agent as a host process on a socket pair. */
-static struct agent_link *open_agent_process(struct lab_session *session, struct session_guest *sg,
-					     gboolean force, gpointer data, GError **error)
-{
-	struct fixture *fx = data;
-	g_autofree char *binary = agent_binary();
-	g_autofree char *region_arg = NULL;
-	const char *argv[8];
-	int pair[2], n = 0;
-
-	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair) < 0)
-		return ivlab_fail_errno(error, "socketpair"), NULL;
-	argv[n++] = binary;
-	argv[n++] = "--stdio";
-	argv[n++] = "--cmdline";
-	argv[n++] = fx->cmdline_path;
-	if (fx->region_spec) {
-		argv[n++] = "--region";
-		argv[n++] = fx->region_spec;
-	}
-	argv[n] = NULL;
-	{
-		g_autoptr(GSubprocessLauncher) launcher =
-			g_subprocess_launcher_new(G_SUBPROCESS_FLAGS_NONE);
-		g_autoptr(GSubprocess) agent = NULL;
-
-		g_subprocess_launcher_take_stdin_fd(launcher, dup(pair[1]));
-		g_subprocess_launcher_take_stdout_fd(launcher, pair[1]);
-		agent = g_subprocess_launcher_spawnv(launcher, argv, error);
-		if (!agent) {
-			close(pair[0]);
-			return NULL;
-		}
-		fx->agent_pid = atoi(g_subprocess_get_identifier(agent));
-	}
-	fx->opened++;
-	return agent_link_new_fd(pair[0], sg->guest->name);
-}
 
 static void fixture_set_up(struct fixture *fx, gconstpointer data)
 {
@@ -90,7 +42,7 @@ static void fixture_set_up(struct fixture *fx, gconstpointer data)
 	g_assert_true(g_file_set_contents(fx->lab_path, lab, -1, NULL));
 	g_assert_true(g_file_set_contents(fx->cmdline_path, "ivlab.lab=sess ivlab.guest=solo\n", -1, NULL));
 	g_assert_true(g_file_set_contents(fx->region_path, zeros, 1 << 20, NULL));
-	fx->region_spec = NULL;
+	fx->agent = (struct agent_process){ .cmdline_path = fx->cmdline_path };
 }
 
 static void fixture_tear_down(struct fixture *fx, gconstpointer data)
@@ -111,7 +63,7 @@ static struct lab_session *open_session(struct fixture *fx)
 	struct lab_session *session = labsession_open(fx->lab_path, &error);
 
 	g_assert_no_error(error);
-	labsession_set_opener(session, open_agent_process, fx);
+	labsession_set_opener(session, agent_process_open, &fx->agent);
 	return session;
 }
 
@@ -124,7 +76,7 @@ static void test_reach_and_regions(struct fixture *fx, gconstpointer data)
 	g_autoptr(GString) problems = g_string_new(NULL);
 	struct session_guest *sg;
 
-	fx->region_spec = spec;
+	fx->agent.region_spec = spec;
 	session = open_session(fx);
 	sg = labsession_guest(session, "solo");
 	g_assert_nonnull(sg);
@@ -135,13 +87,13 @@ static void test_reach_and_regions(struct fixture *fx, gconstpointer data)
 	g_assert_cmpstr(agent_reply_get(sg->hello, "lab"), ==, "sess");
 	/* Reached once: a second reach reuses the link. */
 	g_assert_true(labsession_reach(session, sg, TRUE, TIMEOUT_MS, &error));
-	g_assert_cmpuint(fx->opened, ==, 1);
+	g_assert_cmpuint(fx->agent.opened, ==, 1);
 
 	g_assert_true(labsession_learn_regions(session, sg, TIMEOUT_MS, seen, problems));
 	g_assert_cmpstr(problems->str, ==, "");
 	g_assert_true(sg->region_ok[0]);
 	g_assert_nonnull(strstr(seen->str, "mem 1MiB plain"));
-	kill(fx->agent_pid, SIGKILL);
+	kill(fx->agent.pid, SIGKILL);
 }
 
 static void test_region_missing(struct fixture *fx, gconstpointer data)
@@ -158,7 +110,7 @@ static void test_region_missing(struct fixture *fx, gconstpointer data)
 	g_assert_cmpint(sg->ids[0], ==, -1);
 	/* The agent has no region: the first request is out of range. */
 	g_assert_nonnull(strstr(problems->str, "region index=0"));
-	kill(fx->agent_pid, SIGKILL);
+	kill(fx->agent.pid, SIGKILL);
 }
 
 static void test_agent_dies(struct fixture *fx, gconstpointer data)
@@ -169,7 +121,7 @@ static void test_agent_dies(struct fixture *fx, gconstpointer data)
 	AgentReply *reply;
 
 	g_assert_true(labsession_reach(session, sg, TRUE, TIMEOUT_MS, &error));
-	kill(fx->agent_pid, SIGKILL);
+	kill(fx->agent.pid, SIGKILL);
 	reply = labsession_ask(sg, TIMEOUT_MS, &error, "hello");
 	g_assert_null(reply);
 	g_assert_nonnull(error);
@@ -179,7 +131,7 @@ static void test_agent_dies(struct fixture *fx, gconstpointer data)
 	g_clear_error(&error);
 	g_assert_false(labsession_reach(session, sg, TRUE, TIMEOUT_MS, &error));
 	g_assert_cmpstr(error->message, ==, sg->gone);
-	g_assert_cmpuint(fx->opened, ==, 1);
+	g_assert_cmpuint(fx->agent.opened, ==, 1);
 }
 
 static void test_default_opener_without_domain(struct fixture *fx, gconstpointer data)
