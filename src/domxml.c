@@ -104,14 +104,39 @@ static void add_metadata(xmlNode *domain, const struct lab *lab, const struct la
 	}
 }
 
+static gboolean has_items(const GPtrArray *items)
+{
+	return items && items->len;
+}
+
+char *domxml_guest_initrd(const struct lab *lab, const struct lab_guest *guest)
+{
+	g_autofree char *dir = NULL, *file = NULL;
+
+	if (!has_items(guest->modules) && !has_items(guest->files) && !has_items(guest->overlays) &&
+	    !has_items(guest->shares) && !has_items(guest->runs))
+		return NULL;
+	dir = ivlab_lab_dir(lab->name);
+	file = g_strdup_printf("%s.initrd.img", guest->name);
+	return g_build_filename(dir, file, NULL);
+}
+
+char *domxml_share_tag(const struct lab_share *share, guint index)
+{
+	return share->tag ? g_strdup(share->tag) : g_strdup_printf("ivlab%u", index);
+}
+
 static void add_os(xmlNode *domain, const struct lab *lab, const struct lab_guest *guest)
 {
 	g_autofree char *image_dir = ivlab_image_dir(guest->arch);
 	g_autofree char *kernel = g_build_filename(image_dir, guest_arch(guest)->kernel_file, NULL);
-	g_autofree char *initrd = g_build_filename(image_dir, guest_arch(guest)->initrd_file, NULL);
+	g_autofree char *initrd = domxml_guest_initrd(lab, guest);
 	g_autofree char *cmdline = domxml_kernel_cmdline(lab, guest);
 	xmlNode *os = child(domain, "os", NULL);
 	xmlNode *type = child(os, "type", "hvm");
+
+	if (!initrd)
+		initrd = g_build_filename(image_dir, guest_arch(guest)->initrd_file, NULL);
 
 	attr(type, "arch", guest->arch);
 	attr(type, "machine", guest->machine);
@@ -187,6 +212,20 @@ static void add_devices(xmlNode *domain, const struct lab *lab, const struct lab
 	target = child(node, "target", NULL);
 	attr(target, "type", "virtio");
 	attr(target, "name", IVLAB_AGENT_PORT);
+
+	/* Shares: virtio-9p, mounted by /init from the tag. */
+	for (guint i = 0; guest->shares && i < guest->shares->len; i++) {
+		const struct lab_share *share = g_ptr_array_index(guest->shares, i);
+		g_autofree char *tag = domxml_share_tag(share, i);
+
+		node = child(devices, "filesystem", NULL);
+		attr(node, "type", "mount");
+		attr(node, "accessmode", "passthrough");
+		attr(child(node, "source", NULL), "dir", share->src);
+		attr(child(node, "target", NULL), "dir", tag);
+		if (share->readonly)
+			child(node, "readonly", NULL);
+	}
 
 	for (guint i = 0; i < guest->regions->len; i++)
 		add_shmem(devices, lab, g_ptr_array_index(guest->regions, i), shmem_bus,
