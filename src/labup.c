@@ -208,8 +208,10 @@ static gboolean boot_run(struct boot *boot, GError **error)
 	const char *applied = agent_reply_get(hello, "boot");
 
 	if (applied && strcmp(applied, "ok") != 0) {
+		g_autofree char *why = agent_percent_decode(applied);
+
 		ivlab_fail(error, "at boot: %s",
-			   g_str_has_prefix(applied, "failed:") ? applied + strlen("failed:") : applied);
+			   g_str_has_prefix(why, "failed:") ? why + strlen("failed:") : why);
 		g_hash_table_unref(hello);
 		return FALSE;
 	}
