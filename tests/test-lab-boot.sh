@@ -30,8 +30,9 @@ elif grep -q 'Did not expect element module' "$scratch/xml.err"; then
 	exit 0
 fi
 
+guest=g
 in_guest() {
-	"$PYTHON3" "$top_srcdir/tests/lab-agent.py" "$name-g" "$1"
+	"$PYTHON3" "$top_srcdir/tests/lab-agent.py" "$name-$guest" "$1"
 }
 
 # expect_output DESCRIPTION EXPECTED COMMAND: COMMAND's output in the guest.
@@ -103,5 +104,31 @@ check "a failing boot command is reported with its status and output" \
 	grep -q 'ivlab: run 1 failed with status 3: about to fail' "$scratch/fail.log"
 diag "$(grep -v 'console: ' "$scratch/fail.log" | tail -3)"
 check_clean "$name" "the failed up was undone"
+
+# The same module cross-built for an aarch64 guest, bound there too.
+missing=$(image_tools_missing aarch64)
+if [ -n "$missing" ]; then
+	skip_or_fail_point "aarch64 guest: missing $missing"
+	tap_done
+	exit
+fi
+arm=$scratch/boot/arm.lab.xml
+sed -i "s/<lab name=\"[^\"]*\"/<lab name=\"$name\"/" "$arm"
+guest=a
+if run_logged up-arm "$IVLAB" -f "$arm" up; then
+	ok "aarch64: up with the module cross-built"
+	expect_output "aarch64: the module is loaded with its parameter" hej \
+		"cat /sys/module/ivtest/parameters/greeting"
+	expect_output "aarch64: the bound region's device belongs to the module" ivtest \
+		'basename "$(readlink /sys/bus/pci/devices/*:11.0/driver)"'
+	expect_output "aarch64: the other region's device stays with ivlab.ko" ivlab \
+		'basename "$(readlink /sys/bus/pci/devices/*:10.0/driver)"'
+	expect_output "aarch64: only the files for its arch are there" "hello from a absent" \
+		'echo $(ivtest-hello) $(test -e /etc/ivtest/x86-only && echo present || echo absent)'
+else
+	not_ok "aarch64: up with the module cross-built"
+fi
+check "aarch64: down" run_logged down-arm "$IVLAB" -f "$arm" down
+check_clean "$name" "aarch64: nothing of the lab remains"
 
 tap_done
