@@ -104,14 +104,39 @@ static void add_metadata(xmlNode *domain, const struct lab *lab, const struct la
 	}
 }
 
+static gboolean has_items(const GPtrArray *items)
+{
+	return items && items->len;
+}
+
+char *domxml_guest_initrd(const struct lab *lab, const struct lab_guest *guest)
+{
+	g_autofree char *dir = NULL, *file = NULL;
+
+	if (!has_items(guest->modules) && !has_items(guest->files) && !has_items(guest->overlays) &&
+	    !has_items(guest->shares) && !has_items(guest->runs))
+		return NULL;
+	dir = ivlab_lab_dir(lab->name);
+	file = g_strdup_printf("%s.initrd.img", guest->name);
+	return g_build_filename(dir, file, NULL);
+}
+
+char *domxml_share_tag(const struct lab_share *share, guint index)
+{
+	return share->tag ? g_strdup(share->tag) : g_strdup_printf("ivlab%u", index);
+}
+
 static void add_os(xmlNode *domain, const struct lab *lab, const struct lab_guest *guest)
 {
 	g_autofree char *image_dir = ivlab_image_dir(guest->arch);
 	g_autofree char *kernel = g_build_filename(image_dir, guest_arch(guest)->kernel_file, NULL);
-	g_autofree char *initrd = g_build_filename(image_dir, guest_arch(guest)->initrd_file, NULL);
+	g_autofree char *initrd = domxml_guest_initrd(lab, guest);
 	g_autofree char *cmdline = domxml_kernel_cmdline(lab, guest);
 	xmlNode *os = child(domain, "os", NULL);
 	xmlNode *type = child(os, "type", "hvm");
+
+	if (!initrd)
+		initrd = g_build_filename(image_dir, guest_arch(guest)->initrd_file, NULL);
 
 	attr(type, "arch", guest->arch);
 	attr(type, "machine", guest->machine);
@@ -155,15 +180,17 @@ static void add_shmem(xmlNode *devices, const struct lab *lab, const struct lab_
  * qemu:///system: "squash" reads and writes as that user and ignores the
  * ownership changes it may not make, where "passthrough" would fail them and
  * "mapped" would hide the host's modes behind xattrs. */
-static void add_share(xmlNode *devices, const struct lab_share *share)
+/* A share: virtio-9p, mounted by /init from its tag. */
+static void add_share(xmlNode *devices, const struct lab_share *share, guint index)
 {
 	xmlNode *fs = child(devices, "filesystem", NULL);
+	g_autofree char *tag = domxml_share_tag(share, index);
 
 	attr(fs, "type", "mount");
 	attr(fs, "accessmode", "squash");
 	attr(child(fs, "driver", NULL), "type", "path");
 	attr(child(fs, "source", NULL), "dir", share->src);
-	attr(child(fs, "target", NULL), "dir", share->tag);
+	attr(child(fs, "target", NULL), "dir", tag);
 	if (share->readonly)
 		child(fs, "readonly", NULL);
 }
@@ -210,7 +237,7 @@ static void add_devices(xmlNode *domain, const struct lab *lab, const struct lab
 	attr(target, "name", IVLAB_AGENT_PORT);
 
 	for (guint i = 0; i < guest->shares->len; i++)
-		add_share(devices, g_ptr_array_index(guest->shares, i));
+		add_share(devices, g_ptr_array_index(guest->shares, i), i);
 
 	for (guint i = 0; i < guest->regions->len; i++)
 		add_shmem(devices, lab, g_ptr_array_index(guest->regions, i), shmem_bus,

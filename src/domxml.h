@@ -20,4 +20,13 @@ char *domxml_build(const struct lab *lab, const struct lab_guest *guest, gboolea
  * it names the console and tells the agent which PCI slot is which region. */
 char *domxml_kernel_cmdline(const struct lab *lab, const struct lab_guest *guest);
 
+/* The initramfs a guest that brings modules, files, overlays, shares or
+ * boot commands boots (its image's, with the guest's own archive appended:
+ * labboot.c writes it), in the lab's state directory; NULL for a guest that
+ * brings nothing and boots its image's initramfs as it is. */
+char *domxml_guest_initrd(const struct lab *lab, const struct lab_guest *guest);
+
+/* The 9p mount tag of the guest's share number index. */
+char *domxml_share_tag(const struct lab_share *share, guint index);
+
 #endif

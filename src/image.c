@@ -291,6 +291,27 @@ void image_info_free(ImageInfo *info)
 	g_free(info);
 }
 
+char *image_kbuild_dir(const char *arch, char **release, GError **error)
+{
+	g_autoptr(GKeyFile) manifest = manifest_load(arch);
+	g_autofree char *dir = NULL;
+
+	if (manifest)
+		dir = g_key_file_get_string(manifest, MANIFEST_IMAGE, "kbuild-dir", NULL);
+	if (!dir || !g_file_test(dir, G_FILE_TEST_IS_DIR)) {
+		ivlab_fail(error, "the %s image records no kernel build directory to build modules "
+			   "against (built by an older ivlab?): run 'ivlab image build --arch %s --force'",
+			   arch, arch);
+		return NULL;
+	}
+	*release = g_key_file_get_string(manifest, MANIFEST_IMAGE, "kernel-release", NULL);
+	if (!*release) {
+		ivlab_fail(error, "the %s image's manifest has no kernel-release", arch);
+		return NULL;
+	}
+	return g_steal_pointer(&dir);
+}
+
 ImageInfo *image_info_load(const char *arch, GError **error)
 {
 	g_autoptr(GKeyFile) manifest = NULL;
@@ -786,6 +807,8 @@ static gboolean build_image(struct build *build, const char *work_dir, GError **
 	if (!initrd_sha || !record_debs(build, error))
 		return FALSE;
 	record_outputs(build, &kernel, modules, kernel_sha, initrd_sha, module_sha);
+	/* Where the lab's own modules are built for this image. */
+	g_key_file_set_string(build->manifest, MANIFEST_IMAGE, "kbuild-dir", kbuild_dir);
 	return install_outputs(build, work_dir, error);
 }
 

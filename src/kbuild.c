@@ -41,11 +41,11 @@ static gboolean copy_sources(const char *guest_dir, const char *module_dir, GErr
 	return TRUE;
 }
 
-GBytes *kbuild_module(const struct arch *arch, const char *kdir, const char *guest_dir,
-		      const char *work_dir, GError **error)
+/* make's arguments for a module in module_dir, cross when arch is not
+ * the host's; FALSE when the cross compiler is missing. */
+static GStrv make_args(const struct arch *arch, const char *kdir, const char *module_dir,
+		       GError **error)
 {
-	g_autofree char *module_dir = g_build_filename(work_dir, "module", NULL);
-	g_autofree char *ko = g_build_filename(module_dir, "ivlab.ko", NULL);
 	const char *cross = arch_cross_prefix(arch, host_arch());
 	g_autofree char *gcc = g_strdup_printf("%sgcc", cross ? cross : "");
 	g_autofree char *gcc_path = cross ? g_find_program_in_path(gcc) : NULL;
@@ -54,14 +54,9 @@ GBytes *kbuild_module(const struct arch *arch, const char *kdir, const char *gue
 	g_autofree char *arch_arg = g_strdup_printf("ARCH=%s", arch->kbuild_arch);
 	g_autofree char *cross_arg = g_strdup_printf("CROSS_COMPILE=%s", cross ? cross : "");
 	g_autoptr(GStrvBuilder) argv = g_strv_builder_new();
-	g_auto(GStrv) args = NULL;
-	g_auto(IvlabRun) run = { 0 };
-	g_autoptr(GMappedFile) mapped = NULL;
 
-	if (!copy_sources(guest_dir, module_dir, error))
-		return NULL;
 	if (cross && !gcc_path) {
-		ivlab_fail(error, "image: %s not found: the %s module cross-builds with it (apt-get install %s)",
+		ivlab_fail(error, "%s not found: %s modules cross-build with it (apt-get install %s)",
 			   gcc, arch->name, arch->cross_gcc_package);
 		return NULL;
 	}
@@ -69,7 +64,25 @@ GBytes *kbuild_module(const struct arch *arch, const char *kdir, const char *gue
 	if (cross)
 		g_strv_builder_add_many(argv, arch_arg, cross_arg, NULL);
 	g_strv_builder_add(argv, "modules");
-	args = g_strv_builder_end(argv);
+	return g_strv_builder_end(argv);
+}
+
+GBytes *kbuild_module(const struct arch *arch, const char *kdir, const char *guest_dir,
+		      const char *work_dir, GError **error)
+{
+	g_autofree char *module_dir = g_build_filename(work_dir, "module", NULL);
+	g_autofree char *ko = g_build_filename(module_dir, "ivlab.ko", NULL);
+	g_auto(GStrv) args = NULL;
+	g_auto(IvlabRun) run = { 0 };
+	g_autoptr(GMappedFile) mapped = NULL;
+
+	if (!copy_sources(guest_dir, module_dir, error))
+		return NULL;
+	args = make_args(arch, kdir, module_dir, error);
+	if (!args) {
+		g_prefix_error(error, "image: ");
+		return NULL;
+	}
 	run.argv = (const char *const *)args;
 	run.cwd = module_dir;
 	ivlab_info("%s: building the ivlab module against %s", arch->name, kdir);
@@ -81,6 +94,106 @@ GBytes *kbuild_module(const struct arch *arch, const char *kdir, const char *gue
 	if (!mapped)
 		return NULL;
 	return g_bytes_new(g_mapped_file_get_contents(mapped), g_mapped_file_get_length(mapped));
+}
+
+/* The compiler's first error line in a build log, or its last line. */
+static char *first_error_line(const char *log)
+{
+	g_auto(GStrv) lines = g_strsplit(log, "\n", -1);
+	const char *last = NULL;
+
+	for (char **line = lines; *line; line++) {
+		if (strstr(*line, "error:") || strstr(*line, "Error "))
+			return g_strdup(g_strstrip(*line));
+		if (**line)
+			last = *line;
+	}
+	return g_strdup(last ? last : "no output");
+}
+
+/* The .ko files make left in dir (not below: Kbuild's own temporaries). */
+static GPtrArray *find_kos(const char *dir, GError **error)
+{
+	g_autoptr(GDir) handle = g_dir_open(dir, 0, error);
+	g_autoptr(GPtrArray) kos = g_ptr_array_new_with_free_func(g_free);
+	const char *name;
+
+	if (!handle)
+		return NULL;
+	while ((name = g_dir_read_name(handle)))
+		if (g_str_has_suffix(name, ".ko"))
+			g_ptr_array_add(kos, g_strdup(name));
+	g_ptr_array_sort(kos, (GCompareFunc)g_strcmp0);
+	return g_steal_pointer(&kos);
+}
+
+char *kbuild_user_module(const struct arch *arch, const char *kdir, const char *release,
+			 const char *src_dir, const char *cache_dir, GError **error)
+{
+	g_autoptr(GChecksum) sum = g_checksum_new(G_CHECKSUM_SHA256);
+	g_autofree char *key = NULL, *dir = NULL, *build_dir = NULL, *log_path = NULL;
+	g_autofree char *done_path = NULL, *done = NULL, *ko = NULL;
+	g_autoptr(GPtrArray) kos = NULL;
+	g_auto(GStrv) args = NULL;
+	g_auto(IvlabRun) run = { 0 };
+
+	if (!g_file_test(src_dir, G_FILE_TEST_IS_DIR)) {
+		ivlab_fail(error, "module %s: no such directory", src_dir);
+		return NULL;
+	}
+	ivlab_hash_tree(sum, src_dir, "src");
+	g_checksum_update(sum, (const guchar *)kdir, strlen(kdir) + 1);
+	key = g_strdup_printf("%s-%s-%.16s", arch->name, release, g_checksum_get_string(sum));
+	dir = g_build_filename(cache_dir, key, NULL);
+	build_dir = g_build_filename(dir, "build", NULL);
+	log_path = g_build_filename(dir, "build.log", NULL);
+	done_path = g_build_filename(dir, "module", NULL);
+	/* "module" names the .ko once a build succeeded. */
+	if (g_file_get_contents(done_path, &done, NULL, NULL)) {
+		ko = g_build_filename(build_dir, g_strstrip(done), NULL);
+		if (g_file_test(ko, G_FILE_TEST_IS_REGULAR)) {
+			ivlab_debug("module %s (%s): cached in %s", src_dir, arch->name, dir);
+			return g_steal_pointer(&ko);
+		}
+		g_clear_pointer(&ko, g_free);
+	}
+	/* A copy: the user's tree is never written into. */
+	if (!ivlab_remove_tree(dir, error) || !ivlab_make_dir(dir, error) ||
+	    !ivlab_copy_tree(src_dir, build_dir, error))
+		return NULL;
+	args = make_args(arch, kdir, build_dir, error);
+	if (!args) {
+		g_prefix_error(error, "module %s (%s): ", src_dir, arch->name);
+		return NULL;
+	}
+	run.argv = (const char *const *)args;
+	run.cwd = build_dir;
+	run.may_fail = TRUE;
+	ivlab_info("%s: building the module %s against %s", arch->name, src_dir, kdir);
+	if (!ivlab_run(&run, error))
+		return NULL;
+	g_autofree char *log = g_strconcat(run.out, run.err, NULL);
+
+	if (!g_file_set_contents(log_path, log, -1, error))
+		return NULL;
+	if (run.status != 0) {
+		g_autofree char *line = first_error_line(run.err[0] ? run.err : run.out);
+
+		ivlab_fail(error, "module %s (%s) did not compile: %s (log: %s)", src_dir, arch->name,
+			   line, log_path);
+		return NULL;
+	}
+	kos = find_kos(build_dir, error);
+	if (!kos)
+		return NULL;
+	if (kos->len != 1) {
+		ivlab_fail(error, "module %s (%s): the build made %u .ko files in its top directory; "
+			   "ivlab loads one (log: %s)", src_dir, arch->name, kos->len, log_path);
+		return NULL;
+	}
+	if (!g_file_set_contents(done_path, kos->pdata[0], -1, error))
+		return NULL;
+	return g_build_filename(build_dir, kos->pdata[0], NULL);
 }
 
 /* The Makefile names /usr/src absolutely: point it at the cache's copy. */

@@ -33,3 +33,13 @@ char *kbuild_dir_release(const char *dir, GError **error);
 char *kbuild_dir_identity(const char *dir);
 
 #endif
+
+/* An out-of-tree module of the user's (a directory with its own Kbuild or
+ * Makefile: nothing is assumed beyond obj-m), built for arch against kdir
+ * (whose UTS release is release) from a copy of src_dir, into
+ * cache_dir/ARCH-RELEASE-HASH where HASH is the sources' content: an
+ * unchanged module is not rebuilt. Returns the built .ko's path; it must
+ * build exactly one. A compile failure reads "module DIR (ARCH): FIRST
+ * ERROR LINE (log: PATH)". */
+char *kbuild_user_module(const struct arch *arch, const char *kdir, const char *release,
+			 const char *src_dir, const char *cache_dir, GError **error);

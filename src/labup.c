@@ -12,6 +12,7 @@
 #include "host.h"
 #include "image.h"
 #include "ivlab.h"
+#include "labboot.h"
 #include "labup.h"
 #include "preflight.h"
 #include "server.h"
@@ -203,6 +204,18 @@ static gboolean boot_run(struct boot *boot, GError **error)
 	ivlab_debug("%s: agent %s on %s, kernel %s", boot->name,
 		    agent_reply_get(hello, "agent") ?: "?", agent_reply_get(hello, "arch") ?: "?",
 		    agent_reply_get(hello, "kernel") ?: "?");
+	/* What /init applied (labboot.c): a module that did not load, a share
+	 * that did not mount, a boot command that failed. */
+	const char *applied = agent_reply_get(hello, "boot");
+
+	if (applied && strcmp(applied, "ok") != 0) {
+		g_autofree char *why = agent_percent_decode(applied);
+
+		ivlab_fail(error, "at boot: %s",
+			   g_str_has_prefix(why, "failed:") ? why + strlen("failed:") : why);
+		g_hash_table_unref(hello);
+		return FALSE;
+	}
 	g_hash_table_unref(hello);
 	boot->seconds = (g_get_monotonic_time() - started) / 1e6;
 	return TRUE;
@@ -612,6 +625,15 @@ gboolean labup_apply(struct lab_session *session, struct labup_plan *plan, int t
 	if (!preflight_check(session->conn, lab, error) || !labup_ensure_images(lab, error) ||
 	    !labup_check_shm_free(lab, session->run, error))
 		return FALSE;
+	if (!labboot_prepare(lab, error)) {
+		/* A fresh lab leaves nothing behind: not even its overlays. */
+		if (plan->kind == LABUP_FRESH) {
+			g_autofree char *dir = ivlab_lab_dir(lab->name);
+
+			ivlab_remove_tree(dir, NULL);
+		}
+		return FALSE;
+	}
 	labrun_set_lab(session->run, session->path, plan->digest);
 	if (!labrun_save(session->run, error))
 		return FALSE;

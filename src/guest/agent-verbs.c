@@ -43,6 +43,26 @@ void agent_catch_faults(void)
 	sigaction(SIGSEGV, &sa, NULL);
 }
 
+/* Written by /init once it applied the lab's modules, shares and boot commands. */
+#define IVLAB_BOOT_STATUS "/run/ivlab/boot-status"
+
+/* " boot=ok" or " boot=failed:WHY" from what /init applied, when it wrote it. */
+static void boot_status(struct reply *reply)
+{
+	char line[512];
+	FILE *file = fopen(IVLAB_BOOT_STATUS, "r");
+	size_t len;
+
+	if (!file)
+		return;
+	if (fgets(line, sizeof(line), file)) {
+		len = strcspn(line, "\n");
+		reply_add(reply, " boot=");
+		reply_add_encoded(reply, (uint8_t *)line, len);
+	}
+	fclose(file);
+}
+
 static bool cmd_hello(struct request *req, struct reply *reply)
 {
 	struct utsname uts;
@@ -55,6 +75,7 @@ static bool cmd_hello(struct request *req, struct reply *reply)
 		  IVLAB_AGENT_PROTO, IVLAB_AGENT_VERSION, uts.machine, uts.release,
 		  agent.guest[0] ? agent.guest : "none", agent.lab[0] ? agent.lab : "none",
 		  agent.nregions);
+	boot_status(reply);
 	return true;
 }
 

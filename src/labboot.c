@@ -1,0 +1,230 @@
+/* labboot.c: a guest's own modules, files, overlays, shares and boot
+ * commands as one small cpio archive (with /etc/ivlab/boot.conf telling
+ * /init what to load, bind, mount and run), appended to the image's
+ * initramfs: the kernel unpacks concatenated archives, so the base image
+ * is reused and only the small archive is rebuilt when something changed. */
+#include "config.h"
+
+#include <errno.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <glib/gstdio.h>
+
+#include "arch.h"
+#include "domxml.h"
+#include "image.h"
+#include "initramfs.h"
+#include "ivlab.h"
+#include "kbuild.h"
+#include "kmod.h"
+#include "labboot.h"
+
+/* The kernel finds an uncompressed archive only at a 4-byte boundary and
+ * skips the zeros before it; a compressed one after zeros as well. */
+#define ARCHIVE_ALIGN 4
+
+/* host_dir's tree under dest in the archive, modes kept, owned by root. */
+static gboolean add_tree(Initramfs *initramfs, const char *host_dir, const char *dest,
+			 GError **error)
+{
+	g_autoptr(GPtrArray) names = ivlab_dir_names(host_dir);
+
+	for (guint i = 0; i < names->len; i++) {
+		const char *name = names->pdata[i];
+		g_autofree char *from = g_build_filename(host_dir, name, NULL);
+		g_autofree char *to = g_build_filename(dest, name, NULL);
+		struct stat st;
+
+		if (lstat(from, &st) != 0)
+			return ivlab_fail_errno(error, "overlay %s", from);
+		if (S_ISDIR(st.st_mode)) {
+			initramfs_add_dir(initramfs, to, st.st_mode & 07777);
+			if (!add_tree(initramfs, from, to, error))
+				return FALSE;
+			continue;
+		}
+		if (initramfs_has(initramfs, to))
+			return ivlab_fail(error, "overlay %s: %s is delivered twice", from, to);
+		if (S_ISREG(st.st_mode)) {
+			if (!initramfs_add_file(initramfs, to, from, st.st_mode & 07777, error))
+				return FALSE;
+		} else if (S_ISLNK(st.st_mode)) {
+			g_autofree char *target = g_file_read_link(from, error);
+
+			if (!target)
+				return FALSE;
+			initramfs_add_symlink(initramfs, to, target);
+		} else {
+			ivlab_info("overlay %s: not a file, directory or symlink: skipped", from);
+		}
+	}
+	return TRUE;
+}
+
+/* "ivtest" from ".../ivtest.ko". */
+static char *module_name(const char *ko)
+{
+	g_autofree char *base = g_path_get_basename(ko);
+
+	base[strlen(base) - strlen(".ko")] = '\0';
+	return g_steal_pointer(&base);
+}
+
+gboolean labboot_write_overlay(const struct lab_guest *guest, GPtrArray *kos,
+			       const char *out_path, GError **error)
+{
+	g_autoptr(Initramfs) initramfs = initramfs_new();
+	g_autoptr(GString) conf = g_string_new("# what /init applies at boot (written by ivlab up)\n");
+	g_autoptr(GBytes) conf_bytes = NULL;
+
+	for (guint i = 0; guest->overlays && i < guest->overlays->len; i++)
+		if (!add_tree(initramfs, g_ptr_array_index(guest->overlays, i), "/", error))
+			return FALSE;
+	for (guint i = 0; guest->files && i < guest->files->len; i++) {
+		const struct lab_file *file = g_ptr_array_index(guest->files, i);
+
+		if (file->arch && strcmp(file->arch, guest->arch) != 0)
+			continue;
+		if (initramfs_has(initramfs, file->dest))
+			return ivlab_fail(error, "guest %s: %s is delivered twice (file %s)", guest->name,
+					  file->dest, file->src);
+		if (!initramfs_add_file(initramfs, file->dest, file->src, file->mode ? file->mode : 0644,
+					error))
+			return FALSE;
+	}
+	for (guint i = 0; guest->modules && i < guest->modules->len; i++) {
+		const struct lab_module *module = g_ptr_array_index(guest->modules, i);
+		const char *ko = kos->pdata[i];
+		g_autofree char *name = module_name(ko);
+		g_autofree char *file = g_strdup_printf("%s.ko", name);
+		g_autofree char *path = g_build_filename(LABBOOT_MODULE_DIR, file, NULL);
+
+		if (initramfs_has(initramfs, path))
+			return ivlab_fail(error, "guest %s: two modules are named %s", guest->name, name);
+		if (!initramfs_add_file(initramfs, path, ko, 0644, error))
+			return FALSE;
+		/* Regions first: /init overrides their devices' driver before
+		 * ivlab.ko loads. */
+		for (guint r = 0; module->bind && r < module->bind->len; r++) {
+			int index = lab_guest_region_index(guest, module->bind->pdata[r]);
+
+			if (index < 0)
+				return ivlab_fail(error, "guest %s: module %s binds region %s, which the "
+						  "guest does not attach", guest->name, module->src,
+						  ((struct lab_region *)module->bind->pdata[r])->name);
+			g_string_append_printf(conf, "bind %02x %s\n", DOMXML_SHMEM_SLOT + index, name);
+		}
+		g_string_append_printf(conf, "module %s %s\n", name, module->params ? module->params : "");
+	}
+	for (guint i = 0; guest->shares && i < guest->shares->len; i++) {
+		const struct lab_share *share = g_ptr_array_index(guest->shares, i);
+		g_autofree char *tag = domxml_share_tag(share, i);
+
+		g_string_append_printf(conf, "share %s %s %s\n", tag, share->dest,
+				       share->readonly ? "ro" : "rw");
+	}
+	for (guint i = 0; guest->runs && i < guest->runs->len; i++) {
+		const struct lab_run *run = g_ptr_array_index(guest->runs, i);
+		g_autofree char *file = g_strdup_printf("%u", i + 1);
+		g_autofree char *path = g_build_filename(LABBOOT_RUN_DIR, file, NULL);
+		g_autoptr(GBytes) command = g_bytes_new(run->command, strlen(run->command));
+
+		initramfs_add_bytes(initramfs, path, command, 0644);
+		g_string_append_printf(conf, "run %u\n", i + 1);
+	}
+	if (initramfs_has(initramfs, LABBOOT_CONF))
+		return ivlab_fail(error, "guest %s: %s is ivlab's own; deliver another file", guest->name,
+				  LABBOOT_CONF);
+	conf_bytes = g_bytes_new(conf->str, conf->len);
+	initramfs_add_bytes(initramfs, LABBOOT_CONF, conf_bytes, 0644);
+	return initramfs_write(initramfs, out_path, INITRAMFS_GZIP, error);
+}
+
+/* Each module of guest built for its image's kernel: their .ko paths. */
+static GPtrArray *build_modules(const struct lab_guest *guest, GError **error)
+{
+	g_autoptr(GPtrArray) kos = g_ptr_array_new_with_free_func(g_free);
+	g_autofree char *kdir = NULL, *release = NULL;
+	g_autofree char *cache = g_build_filename(ivlab_state_dir(), "cache", "modules", NULL);
+	const struct arch *arch = arch_lookup(guest->arch);
+
+	if (!guest->modules || !guest->modules->len)
+		return g_steal_pointer(&kos);
+	kdir = image_kbuild_dir(guest->arch, &release, error);
+	if (!kdir)
+		return NULL;
+	for (guint i = 0; i < guest->modules->len; i++) {
+		const struct lab_module *module = g_ptr_array_index(guest->modules, i);
+		g_autofree char *ko = kbuild_user_module(arch, kdir, release, module->src, cache, error);
+		g_autoptr(GMappedFile) mapped = NULL;
+		g_autoptr(GBytes) bytes = NULL;
+
+		if (!ko)
+			return NULL;
+		mapped = g_mapped_file_new(ko, FALSE, error);
+		if (!mapped)
+			return NULL;
+		bytes = g_mapped_file_get_bytes(mapped);
+		if (!kmod_check_release(bytes, release, error)) {
+			g_prefix_error(error, "module %s (%s): ", module->src, guest->arch);
+			return NULL;
+		}
+		g_ptr_array_add(kos, g_steal_pointer(&ko));
+	}
+	return g_steal_pointer(&kos);
+}
+
+/* The image's initramfs, zeros up to ARCHIVE_ALIGN, then the overlay:
+ * written to out_path only when those bytes differ from what is there. */
+static gboolean write_combined(const char *base_path, const char *overlay_path,
+			       const char *out_path, GError **error)
+{
+	g_autofree char *base = NULL, *overlay = NULL, *old = NULL;
+	gsize base_len, overlay_len, old_len = 0;
+	g_autoptr(GByteArray) combined = g_byte_array_new();
+	static const guint8 zeros[ARCHIVE_ALIGN];
+
+	if (!g_file_get_contents(base_path, &base, &base_len, error) ||
+	    !g_file_get_contents(overlay_path, &overlay, &overlay_len, error))
+		return FALSE;
+	g_byte_array_append(combined, (guint8 *)base, base_len);
+	if (base_len % ARCHIVE_ALIGN)
+		g_byte_array_append(combined, zeros, ARCHIVE_ALIGN - base_len % ARCHIVE_ALIGN);
+	g_byte_array_append(combined, (guint8 *)overlay, overlay_len);
+	if (g_file_get_contents(out_path, &old, &old_len, NULL) && old_len == combined->len &&
+	    memcmp(old, combined->data, old_len) == 0) {
+		ivlab_debug("%s: unchanged", out_path);
+		return TRUE;
+	}
+	return g_file_set_contents(out_path, (char *)combined->data, combined->len, error);
+}
+
+static gboolean prepare_guest(const struct lab *lab, const struct lab_guest *guest,
+			      const char *out_path, GError **error)
+{
+	g_autoptr(GPtrArray) kos = build_modules(guest, error);
+	g_autofree char *dir = ivlab_lab_dir(lab->name);
+	g_autofree char *overlay_name = g_strdup_printf("%s.overlay.img", guest->name);
+	g_autofree char *overlay = g_build_filename(dir, overlay_name, NULL);
+	g_autofree char *base = image_initrd_path(guest->arch);
+
+	if (!kos || !ivlab_make_dir(dir, error) ||
+	    !labboot_write_overlay(guest, kos, overlay, error) ||
+	    !write_combined(base, overlay, out_path, error)) {
+		g_prefix_error(error, "guest %s: ", guest->name);
+		return FALSE;
+	}
+	return TRUE;
+}
+
+gboolean labboot_prepare(const struct lab *lab, GError **error)
+{
+	for (guint i = 0; i < lab->guests->len; i++) {
+		const struct lab_guest *guest = g_ptr_array_index(lab->guests, i);
+		g_autofree char *initrd = domxml_guest_initrd(lab, guest);
+
+		if (initrd && !prepare_guest(lab, guest, initrd, error))
+			return FALSE;
+	}
+	return TRUE;
+}
