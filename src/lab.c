@@ -1129,9 +1129,8 @@ struct lab *lab_load(const char *path, GError **error)
 	gboolean ok;
 	xmlNode *root;
 
+	/* read_lab_file() refuses more than G_MAXINT bytes. */
 	if (!read_lab_file(path, &text, &length, error))
-		return NULL;
-	if (length > G_MAXINT)
 		return NULL;
 	refusal.path = path;
 	parser->_private = &refusal;
