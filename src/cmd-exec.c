@@ -122,8 +122,16 @@ static gboolean cmd_exec_exec(const struct ivlab_cmd *self, struct ivlab_ctx *ct
 		for (; n < session->n_guests; n++)
 			guests[n] = &session->guests[n];
 	else
-		for (; n < (guint)ops.n_guests; n++)
-			guests[n] = labsession_guest(session, ops.guests[n]);
+		for (int i = 0; i < ops.n_guests; i++) {
+			struct session_guest *sg = labsession_guest(session, ops.guests[i]);
+			gboolean seen = FALSE;
+
+			/* one agent link per guest: a guest named twice runs once */
+			for (guint j = 0; j < n; j++)
+				seen = seen || guests[j] == sg;
+			if (!seen)
+				guests[n++] = sg;
+		}
 	command = labexec_shell_join(ops.n_command, ops.command);
 
 	/* the second Ctrl-C (SA_RESETHAND) ends ivlab at once */

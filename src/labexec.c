@@ -55,6 +55,20 @@ static GByteArray *percent_decode_bytes(const char *text)
 	return bytes;
 }
 
+/* An image built before these verbs existed answers `err usage unknown verb`. */
+static void hint_old_agent(GError *error)
+{
+	if (error && strstr(error->message, "unknown verb")) {
+		g_autofree char *message = g_strdup_printf("%s (the guest's agent is older than "
+							   "ivlab: rebuild its image with "
+							   "'ivlab image build', then 'ivlab down' "
+							   "and 'ivlab up')", error->message);
+
+		g_free(error->message);
+		error->message = g_steal_pointer(&message);
+	}
+}
+
 /* --- exec ---------------------------------------------------------------------- */
 
 struct exec_shared {
@@ -123,6 +137,7 @@ static gpointer exec_guest(gpointer data)
 	reply = labsession_ask(sg, ANSWER_TIMEOUT_MS, &error, "spawn cmd=%s%s",
 			       shared->encoded_command, timeout_arg);
 	if (!reply) {
+		hint_old_agent(error);
 		unreachable(job, error);
 		return NULL;
 	}
@@ -432,6 +447,7 @@ gboolean labexec_put(struct lab_session *session, struct session_guest *sg, cons
 		g_clear_pointer(&reply, g_hash_table_unref);
 	}
 	if (!ok) {
+		hint_old_agent(error ? *error : NULL);
 		/* nothing half-written left behind (when the agent still answers) */
 		if (!sg->gone) {
 			reply = labsession_ask(sg, ANSWER_TIMEOUT_MS, NULL, "unlink path=%s",
@@ -521,6 +537,7 @@ gboolean labexec_get(struct lab_session *session, struct session_guest *sg, cons
 	tmp = g_strdup_printf("%s.ivlab-part-XXXXXX", target);
 	if (!labsession_reach(session, sg, TRUE, LABEXEC_REACH_TIMEOUT_MS, error) ||
 	    !remote_sha256(sg, encoded_remote, remote_hex, &size, &mode, error)) {
+		hint_old_agent(error ? *error : NULL);
 		g_prefix_error(error, "cp from %s:%s: ", sg->guest->name, remote);
 		return FALSE;
 	}

@@ -115,10 +115,13 @@ expect_status "cp GUEST:PATH FILE: 100 MiB back out" 0 ivx cp xa:/tmp/big "$scra
 down_s=$(awk "BEGIN{printf \"%.1f\", $(date +%s.%N) - $start}")
 check "cp: the copy back has the same sha256" \
 	test "$(sha256sum <"$scratch/back" | cut -d' ' -f1)" = "$want"
-diag "100 MiB under $(ivx exec xa 'grep -q hypervisor /proc/cpuinfo && echo a hypervisor')" \
+diag "100 MiB to and from the x86_64 guest:" \
 	"in: $up_s s ($(awk "BEGIN{printf \"%.1f\", 104.8576 / $up_s}") MB/s), out: $down_s s ($(awk "BEGIN{printf \"%.1f\", 104.8576 / $down_s}") MB/s)"
 ivx exec xa 'rm -f /tmp/big' >/dev/null 2>&1
 
+expect_status "cp: a file into the aarch64 guest" 0 ivx cp "$top_srcdir/README.md" ab:/tmp/readme
+expect_status "cp: and back out" 0 ivx cp ab:/tmp/readme "$scratch/readme"
+check "cp: the aarch64 round trip is the same file" cmp "$top_srcdir/README.md" "$scratch/readme"
 expect_status "cp: a remote file that is not there" 1 ivx cp xa:/nonexistent "$scratch/x"
 check "cp: ... says so" sh -c "grep -q 'No such file' '$scratch/err'"
 expect_status "cp: a local file that cannot be read" 1 ivx cp "$scratch/nonexistent" xa:/tmp/x

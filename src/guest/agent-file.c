@@ -44,9 +44,11 @@ long base64_decode(const char *in, uint8_t *out)
 			if (in[i + k] == '=' && i + 4 == len && k >= 2) {
 				v[k] = 0;
 				pad++;
-			} else if (pad || (v[k] = b64_value(in[i + k])) < 0) {
-				return -1;
+				continue;
 			}
+			v[k] = b64_value(in[i + k]);
+			if (pad || v[k] < 0)
+				return -1;
 		}
 		out[n++] = (uint8_t)(v[0] << 2 | v[1] >> 4);
 		if (pad < 2)
