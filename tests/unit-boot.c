@@ -213,7 +213,7 @@ static void test_domain(struct fixture *fx, gconstpointer data)
 	g_assert_true(g_str_has_suffix(initrd, "/labs/pair/left.initrd.img"));
 	g_assert_null(plain); /* brings nothing: the image's initramfs as it is */
 	g_assert_nonnull(strstr(xml, want_initrd));
-	g_assert_nonnull(strstr(xml, "<filesystem type=\"mount\" accessmode=\"passthrough\">"));
+	g_assert_nonnull(strstr(xml, "<filesystem type=\"mount\" accessmode=\"squash\">"));
 	g_assert_nonnull(strstr(xml, "<target dir=\"ivlab0\"/>"));
 	g_assert_nonnull(strstr(xml, "<readonly/>"));
 
