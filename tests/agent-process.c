@@ -27,6 +27,10 @@ struct agent_link *agent_process_open(struct lab_session *session, struct sessio
 	const char *argv[8];
 	int pair[2], n = 0;
 
+	if (process->refuse) {
+		ivlab_fail(error, "guest %s is not running", sg->guest->name);
+		return NULL;
+	}
 	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair) < 0) {
 		ivlab_fail_errno(error, "socketpair");
 		return NULL;

@@ -8,6 +8,7 @@
 struct agent_process {
 	const char *cmdline_path; /* the kernel command line the agent reads */
 	const char *region_spec;  /* --region NAME=FILE, or NULL */
+	gboolean refuse;          /* fail to open, as for a guest that is down */
 	GPid pid;                 /* the last agent started */
 	guint opened;             /* how many were started */
 };

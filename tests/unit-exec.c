@@ -9,6 +9,7 @@
 #include <unistd.h>
 #include <glib/gstdio.h>
 
+#include "agent-process.h"
 #include "ivlab.h"
 #include "labexec.h"
 #include "labsession.h"
@@ -17,45 +18,11 @@ struct fixture {
 	char *dir;
 	char *lab_path;
 	char *cmdline_path;
-	gboolean refuse; /* the opener fails: a guest that is down */
+	struct agent_process agent;
 	GString *output;
 	GMutex lock;
 	gint64 first_output_us;
 };
-
-static char *agent_binary(void)
-{
-	const char *builddir = g_getenv("top_builddir");
-	g_autofree char *name = g_strdup_printf("ivlab-agent-%s", g_getenv("IVLAB_HOST_ARCH") ?: "x86_64");
-
-	return g_build_filename(builddir ? builddir : ".", "src", "guest", name, NULL);
-}
-
-static struct agent_link *open_agent_process(struct lab_session *session, struct session_guest *sg,
-					     gboolean force, gpointer data, GError **error)
-{
-	struct fixture *fx = data;
-	g_autofree char *binary = agent_binary();
-	const char *argv[] = { binary, "--stdio", "--cmdline", fx->cmdline_path, NULL };
-	g_autoptr(GSubprocessLauncher) launcher = g_subprocess_launcher_new(G_SUBPROCESS_FLAGS_NONE);
-	g_autoptr(GSubprocess) agent = NULL;
-	int pair[2];
-
-	if (fx->refuse) {
-		ivlab_fail(error, "guest %s is not running", sg->guest->name);
-		return NULL;
-	}
-	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair) < 0)
-		return ivlab_fail_errno(error, "socketpair"), NULL;
-	g_subprocess_launcher_take_stdin_fd(launcher, dup(pair[1]));
-	g_subprocess_launcher_take_stdout_fd(launcher, pair[1]);
-	agent = g_subprocess_launcher_spawnv(launcher, argv, error);
-	if (!agent) {
-		close(pair[0]);
-		return NULL;
-	}
-	return agent_link_new_fd(pair[0], sg->guest->name);
-}
 
 static void fixture_set_up(struct fixture *fx, gconstpointer data)
 {
@@ -75,7 +42,7 @@ static void fixture_set_up(struct fixture *fx, gconstpointer data)
 	g_assert_true(g_file_set_contents(fx->cmdline_path, "ivlab.lab=ex\n", -1, NULL));
 	fx->output = g_string_new(NULL);
 	g_mutex_init(&fx->lock);
-	fx->refuse = FALSE;
+	fx->agent = (struct agent_process){ .cmdline_path = fx->cmdline_path };
 	fx->first_output_us = 0;
 }
 
@@ -97,7 +64,7 @@ static struct lab_session *open_session(struct fixture *fx)
 	struct lab_session *session = labsession_open(fx->lab_path, &error);
 
 	g_assert_no_error(error);
-	labsession_set_opener(session, open_agent_process, fx);
+	labsession_set_opener(session, agent_process_open, &fx->agent);
 	return session;
 }
 
@@ -209,7 +176,7 @@ static void test_unreachable(struct fixture *fx, gconstpointer data)
 	g_autoptr(LabSession) session = open_session(fx);
 	struct labexec_result *results;
 
-	fx->refuse = TRUE;
+	fx->agent.refuse = TRUE;
 	results = run(fx, session, "true", 0, NULL);
 	g_assert_cmpint(results[0].end, ==, LABEXEC_UNREACHABLE);
 	g_assert_cmpint(labexec_exit_status(&results[0]), ==, LABEXEC_EXIT_UNREACHABLE);
