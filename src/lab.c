@@ -1248,6 +1248,19 @@ struct lab_guest *lab_find_guest(struct lab *lab, const char *name)
 	return NULL;
 }
 
+const struct lab_module *lab_guest_region_binder(const struct lab_guest *guest,
+						 const struct lab_region *region)
+{
+	for (guint m = 0; m < guest->modules->len; m++) {
+		const struct lab_module *module = g_ptr_array_index(guest->modules, m);
+
+		for (guint b = 0; module->bind && b < module->bind->len; b++)
+			if (g_ptr_array_index(module->bind, b) == region)
+				return module;
+	}
+	return NULL;
+}
+
 int lab_guest_region_index(const struct lab_guest *guest, const struct lab_region *region)
 {
 	for (guint i = 0; i < guest->regions->len; i++)

@@ -117,6 +117,10 @@ struct lab_guest *lab_find_guest(struct lab *lab, const char *name);
 struct lab_region *lab_find_region(struct lab *lab, const char *name);
 /* Where region sits among guest's attached regions, or -1. */
 int lab_guest_region_index(const struct lab_guest *guest, const struct lab_region *region);
+/* The user's module guest binds region to (<module bind=...>), or NULL when
+ * ivlab.ko drives it. */
+const struct lab_module *lab_guest_region_binder(const struct lab_guest *guest,
+						 const struct lab_region *region);
 
 /* Region names as the lab owns them in the host namespace: "<lab>-<region>". */
 char *lab_region_shm_name(const struct lab *lab, const struct lab_region *region);

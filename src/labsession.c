@@ -288,8 +288,20 @@ gboolean labsession_learn_regions(struct lab_session *session, struct session_gu
 		sg->ids[i] = -1;
 	}
 	for (guint i = 0; i < n && !sg->gone; i++) {
+		const struct lab_region *region = g_ptr_array_index(sg->guest->regions, i);
+		const struct lab_module *binder = lab_guest_region_binder(sg->guest, region);
 		g_autoptr(GError) err = NULL;
-		AgentReply *reply = labsession_ask(sg, timeout_ms, &err, IVLAB_AGENT_REGION " index=%u", i);
+		AgentReply *reply;
+
+		if (binder) {
+			/* The user's driver owns it: ivlab's checks leave it alone. */
+			g_autofree char *module = g_path_get_basename(binder->src);
+
+			g_string_append_printf(seen_here, "%s%s bound to %s (not checked)",
+					       seen_here->len ? ", " : "", region->name, module);
+			continue;
+		}
+		reply = labsession_ask(sg, timeout_ms, &err, IVLAB_AGENT_REGION " index=%u", i);
 
 		if (!reply) {
 			add_problem(problems, "region index=%u: %s", i, err->message);
@@ -299,7 +311,8 @@ gboolean labsession_learn_regions(struct lab_session *session, struct session_gu
 		g_hash_table_unref(reply);
 	}
 	for (guint i = 0; i < n && !problems->len; i++)
-		if (!sg->region_ok[i])
+		if (!sg->region_ok[i] &&
+		    !lab_guest_region_binder(sg->guest, g_ptr_array_index(sg->guest->regions, i)))
 			add_problem(problems, "region %s not seen",
 				    ((struct lab_region *)g_ptr_array_index(sg->guest->regions, i))->name);
 	if (seen)

@@ -65,6 +65,16 @@ check "the share did not change on the host" test ! -e "$scratch/boot/share/new"
 run_logged up2 "$IVLAB" -f "$lab" up && grep -q "already up" "$scratch/up2.log"
 check "a second up is a no-op" test $? -eq 0
 
+# ivlab's own checks keep to the region ivlab.ko drives and say why they
+# leave the bound one alone.
+"$IVLAB" -f "$lab" test --tap >"$scratch/test.tap" 2>"$scratch/test.err"
+status=$?
+check "ivlab test passes beside a region bound to the user's driver" test $status -eq 0
+check "the bound region is named and left unchecked" \
+	grep -q '^ok [0-9]* - regions/g: .*mine bound to ivtest (not checked)' "$scratch/test.tap"
+check "the region ivlab.ko keeps is checked" grep -q '^ok [0-9]* - pattern/kept/g' "$scratch/test.tap"
+diag "$(grep -v '^ok' "$scratch/test.tap")" "$(cat "$scratch/test.err")"
+
 check "down" run_logged down "$IVLAB" -f "$lab" down
 check_clean "$name" "after down nothing of the lab remains"
 check "down removed the guest's initramfs and the lab directory" test ! -e "$state/labs/$name"

@@ -134,6 +134,33 @@ static void test_agent_dies(struct fixture *fx, gconstpointer data)
 	g_assert_cmpuint(fx->agent.opened, ==, 1);
 }
 
+static void test_bound_region(struct fixture *fx, gconstpointer data)
+{
+	g_autofree char *module = g_build_filename(g_getenv("top_srcdir") ?: ".", "tests", "data",
+						   "modules", "ivtest", NULL);
+	g_autofree char *lab = g_strdup_printf(
+		"<lab name='sess'>\n"
+		"  <region name='mem' size='1MiB' mode='plain'/>\n"
+		"  <guest name='solo' arch='x86_64'><attach region='mem'/>\n"
+		"    <module src='%s' bind='mem'/></guest>\n"
+		"</lab>\n", module);
+	g_autoptr(LabSession) session = NULL;
+	g_autoptr(GError) error = NULL;
+	g_autoptr(GString) seen = g_string_new(NULL);
+	g_autoptr(GString) problems = g_string_new(NULL);
+	struct session_guest *sg;
+
+	g_assert_true(g_file_set_contents(fx->lab_path, lab, -1, NULL));
+	session = open_session(fx);
+	sg = &session->guests[0];
+	g_assert_true(labsession_reach(session, sg, TRUE, TIMEOUT_MS, &error));
+	/* The agent has no device for it: not asked, not a problem. */
+	g_assert_true(labsession_learn_regions(session, sg, TIMEOUT_MS, seen, problems));
+	g_assert_cmpstr(seen->str, ==, "mem bound to ivtest (not checked)");
+	g_assert_false(sg->region_ok[0]);
+	kill(fx->agent.pid, SIGKILL);
+}
+
 static void test_default_opener_without_domain(struct fixture *fx, gconstpointer data)
 {
 	g_autoptr(GError) error = NULL;
@@ -159,6 +186,8 @@ int main(int argc, char **argv)
 	g_test_add("/session/region-missing", struct fixture, NULL, fixture_set_up,
 		   test_region_missing, fixture_tear_down);
 	g_test_add("/session/agent-dies", struct fixture, NULL, fixture_set_up, test_agent_dies,
+		   fixture_tear_down);
+	g_test_add("/session/bound-region", struct fixture, NULL, fixture_set_up, test_bound_region,
 		   fixture_tear_down);
 	g_test_add("/session/default-opener", struct fixture, NULL, fixture_set_up,
 		   test_default_opener_without_domain, fixture_tear_down);
