@@ -55,3 +55,13 @@ struct agent_link *agent_process_open(struct lab_session *session, struct sessio
 	process->opened++;
 	return agent_link_new_fd(pair[0], sg->guest->name);
 }
+
+struct lab_session *agent_process_session(const char *lab_path, struct agent_process *process)
+{
+	g_autoptr(GError) error = NULL;
+	struct lab_session *session = labsession_open(lab_path, &error);
+
+	g_assert_no_error(error);
+	labsession_set_opener(session, agent_process_open, process);
+	return session;
+}

@@ -17,4 +17,8 @@ struct agent_process {
 struct agent_link *agent_process_open(struct lab_session *session, struct session_guest *sg,
 				      gboolean force, gpointer data, GError **error);
 
+/* The lab file at lab_path as a session whose guests' agents are process
+ * (asserts the file loads). */
+struct lab_session *agent_process_session(const char *lab_path, struct agent_process *process);
+
 #endif

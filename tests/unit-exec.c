@@ -58,16 +58,6 @@ static void fixture_tear_down(struct fixture *fx, gconstpointer data)
 	g_mutex_clear(&fx->lock);
 }
 
-static struct lab_session *open_session(struct fixture *fx)
-{
-	g_autoptr(GError) error = NULL;
-	struct lab_session *session = labsession_open(fx->lab_path, &error);
-
-	g_assert_no_error(error);
-	labsession_set_opener(session, agent_process_open, &fx->agent);
-	return session;
-}
-
 /* "GUEST out|err TEXT" per piece of output, in arrival order. */
 static void collect(struct session_guest *sg, enum labexec_stream stream, const char *text,
 		    gsize length, gpointer data)
@@ -97,7 +87,7 @@ static struct labexec_result *run(struct fixture *fx, struct lab_session *sessio
 
 static void test_two_guests(struct fixture *fx, gconstpointer data)
 {
-	g_autoptr(LabSession) session = open_session(fx);
+	g_autoptr(LabSession) session = agent_process_session(fx->lab_path, &fx->agent);
 	gint64 start = g_get_monotonic_time();
 	struct labexec_result *results =
 		run(fx, session, "echo first; sleep 1; echo second >&2; exit 3", 0, NULL);
@@ -119,7 +109,7 @@ static void test_two_guests(struct fixture *fx, gconstpointer data)
 
 static void test_ends(struct fixture *fx, gconstpointer data)
 {
-	g_autoptr(LabSession) session = open_session(fx);
+	g_autoptr(LabSession) session = agent_process_session(fx->lab_path, &fx->agent);
 	struct labexec_result *results = run(fx, session, "printf 'no newline'; kill -TERM $$", 0, NULL);
 	g_autofree char *text = labexec_describe(&results[0]);
 
@@ -154,7 +144,7 @@ static gpointer cancel_later(gpointer data)
 
 static void test_cancel(struct fixture *fx, gconstpointer data)
 {
-	g_autoptr(LabSession) session = open_session(fx);
+	g_autoptr(LabSession) session = agent_process_session(fx->lab_path, &fx->agent);
 	GThread *thread;
 	struct labexec_result *results;
 	gint64 start = g_get_monotonic_time();
@@ -173,7 +163,7 @@ static void test_cancel(struct fixture *fx, gconstpointer data)
 
 static void test_unreachable(struct fixture *fx, gconstpointer data)
 {
-	g_autoptr(LabSession) session = open_session(fx);
+	g_autoptr(LabSession) session = agent_process_session(fx->lab_path, &fx->agent);
 	struct labexec_result *results;
 
 	fx->agent.refuse = TRUE;
@@ -217,7 +207,7 @@ static gboolean has_part_files(const char *dir)
 
 static void test_copy(struct fixture *fx, gconstpointer data)
 {
-	g_autoptr(LabSession) session = open_session(fx);
+	g_autoptr(LabSession) session = agent_process_session(fx->lab_path, &fx->agent);
 	struct session_guest *sg = &session->guests[0];
 	g_autofree char *local = g_build_filename(fx->dir, "local", NULL);
 	g_autofree char *remote_dir = g_build_filename(fx->dir, "guest dir", NULL);

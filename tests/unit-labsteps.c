@@ -54,13 +54,10 @@ static const struct report_case *run_test(struct fixture *fx, const char *test_x
 		"  <guest name='solo' arch='x86_64'><attach region='mem'/></guest>\n"
 		"  %s\n"
 		"</lab>\n", test_xml);
-	g_autoptr(GError) error = NULL;
 	g_autoptr(LabSession) session = NULL;
 
 	g_assert_true(g_file_set_contents(fx->lab_path, lab, -1, NULL));
-	session = labsession_open(fx->lab_path, &error);
-	g_assert_no_error(error);
-	labsession_set_opener(session, agent_process_open, &fx->agent);
+	session = agent_process_session(fx->lab_path, &fx->agent);
 	g_assert_cmpuint(session->lab->tests->len, ==, 1);
 	labsteps_run(session, g_ptr_array_index(session->lab->tests, 0), report);
 	g_assert_cmpuint(report_len(report), ==, 1);

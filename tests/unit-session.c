@@ -57,16 +57,6 @@ static void fixture_tear_down(struct fixture *fx, gconstpointer data)
 	g_free(fx->dir);
 }
 
-static struct lab_session *open_session(struct fixture *fx)
-{
-	g_autoptr(GError) error = NULL;
-	struct lab_session *session = labsession_open(fx->lab_path, &error);
-
-	g_assert_no_error(error);
-	labsession_set_opener(session, agent_process_open, &fx->agent);
-	return session;
-}
-
 static void test_reach_and_regions(struct fixture *fx, gconstpointer data)
 {
 	g_autofree char *spec = g_strdup_printf("mem=%s", fx->region_path);
@@ -77,7 +67,7 @@ static void test_reach_and_regions(struct fixture *fx, gconstpointer data)
 	struct session_guest *sg;
 
 	fx->agent.region_spec = spec;
-	session = open_session(fx);
+	session = agent_process_session(fx->lab_path, &fx->agent);
 	sg = labsession_guest(session, "solo");
 	g_assert_nonnull(sg);
 	g_assert_cmpstr(sg->domain_name, ==, "sess-solo");
@@ -98,7 +88,7 @@ static void test_reach_and_regions(struct fixture *fx, gconstpointer data)
 
 static void test_region_missing(struct fixture *fx, gconstpointer data)
 {
-	g_autoptr(LabSession) session = open_session(fx);
+	g_autoptr(LabSession) session = agent_process_session(fx->lab_path, &fx->agent);
 	g_autoptr(GError) error = NULL;
 	g_autoptr(GString) problems = g_string_new(NULL);
 	struct session_guest *sg = &session->guests[0];
@@ -115,7 +105,7 @@ static void test_region_missing(struct fixture *fx, gconstpointer data)
 
 static void test_agent_dies(struct fixture *fx, gconstpointer data)
 {
-	g_autoptr(LabSession) session = open_session(fx);
+	g_autoptr(LabSession) session = agent_process_session(fx->lab_path, &fx->agent);
 	g_autoptr(GError) error = NULL;
 	struct session_guest *sg = &session->guests[0];
 	AgentReply *reply;
@@ -151,7 +141,7 @@ static void test_bound_region(struct fixture *fx, gconstpointer data)
 	struct session_guest *sg;
 
 	g_assert_true(g_file_set_contents(fx->lab_path, lab, -1, NULL));
-	session = open_session(fx);
+	session = agent_process_session(fx->lab_path, &fx->agent);
 	sg = &session->guests[0];
 	g_assert_true(labsession_reach(session, sg, TRUE, TIMEOUT_MS, &error));
 	/* The agent has no device for it: not asked, not a problem. */
