@@ -31,6 +31,7 @@ struct session_guest {
 	char *gone;               /* why the guest cannot take part, or NULL */
 	gint64 *ids;              /* IVPosition per attached region (guest->regions order), -1 unknown */
 	gboolean *region_ok;      /* the agent sees that region as the lab defines it */
+	int lock_fd;              /* the guest's agent lock while we hold its channel, or -1 */
 };
 
 struct lab_session;

@@ -56,6 +56,10 @@ expect_output "a <file> for another arch is not" absent \
 expect_output "an <overlay>'s files are there, modes kept" "delivered by an overlay overlay script" \
 	'echo $(cat /etc/ivtest/overlay.txt) $(/usr/lib/ivtest/run.sh)'
 expect_output "the boot command ran" "hello from g" "cat /run/ivtest-marker"
+expect_output "a daemon a boot command started runs on, and the boot went past it" yes \
+	'ps | grep -q "[s]leep 60" && echo yes'
+expect_output "a boot command's output was streamed while it ran (its own check passed)" \
+	streamed "cat /run/ivlab/run-3.log"
 echo "written on the host after up" >"$scratch/boot/share/note"
 expect_output "a file written on the host after up is read through the share" \
 	"written on the host after up" "cat /mnt/share/note"
@@ -113,6 +117,8 @@ if [ -n "$missing" ]; then
 	exit
 fi
 arm=$scratch/boot/arm.lab.xml
+# a writable share: qemu (maybe another user) creates files in it
+chmod 0777 "$scratch/boot/share"
 sed -i "s/<lab name=\"[^\"]*\"/<lab name=\"$name\"/" "$arm"
 guest=a
 if run_logged up-arm "$IVLAB" -f "$arm" up; then
@@ -125,6 +131,10 @@ if run_logged up-arm "$IVLAB" -f "$arm" up; then
 		'basename "$(readlink /sys/bus/pci/devices/*:10.0/driver)"'
 	expect_output "aarch64: only the files for its arch are there" "hello from a absent" \
 		'echo $(ivtest-hello) $(test -e /etc/ivtest/x86-only && echo present || echo absent)'
+	expect_output "aarch64: a host file is read through the 9p share" \
+		"written on the host after up" "cat /mnt/share/note"
+	check "aarch64: a file its boot command wrote into the share is on the host" \
+		grep -qx "from the aarch64 guest" "$scratch/boot/share/from-arm"
 else
 	not_ok "aarch64: up with the module cross-built"
 fi

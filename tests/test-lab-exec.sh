@@ -102,6 +102,27 @@ diag "$(cat "$scratch/int.err")"
 expect_status "exec: after Ctrl-C no guest runs the command any more" 0 \
 	ivx exec --all -- '! ps | grep -q "[s]leep 78"'
 
+# two commands on one guest: the second waits for the first's channel
+# instead of taking it over (the first would lose its answers)
+"$IVLAB" -f "$lab" exec xa 'echo holding; sleep 4; echo released' >"$scratch/c1.out" 2>&1 &
+c1_pid=$!
+wait_until 30 grep -q holding "$scratch/c1.out"
+expect_status "exec: a second exec on a busy guest waits its turn, then runs" 0 \
+	ivx exec xa echo second
+check "exec: ... and said whom it waited for" sh -c "grep -q 'waiting for another ivlab command (pid $c1_pid' '$scratch/err'"
+wait $c1_pid
+c1_status=$?
+check "exec: the first exec kept its channel to the end (exit $c1_status)" \
+	sh -c "[ $c1_status -eq 0 ] && grep -q released '$scratch/c1.out'"
+"$IVLAB" -f "$lab" exec xa 'echo holding; sleep 4' >"$scratch/c1.out" 2>&1 &
+c1_pid=$!
+wait_until 30 grep -q holding "$scratch/c1.out"
+ivx status >"$scratch/status.out" 2>&1
+check "status: a guest whose agent is busy is reported busy, not taken over" \
+	grep -q "in use by another ivlab command" "$scratch/status.out"
+wait $c1_pid
+check "exec: ... and the exec status looked at still ended well" test $? -eq 0
+
 # cp: 100 MiB each way, checked
 head -c 104857600 /dev/urandom >"$scratch/big"
 want=$(sha256sum <"$scratch/big" | cut -d' ' -f1)
