@@ -2,6 +2,8 @@
  * servers, remove its sockets, pidfiles and shm objects. */
 #include "config.h"
 
+#include <unistd.h>
+
 #include "ivlab.h"
 #include "lab.h"
 #include "labrun.h"
@@ -28,6 +30,8 @@ static gboolean cmd_down_exec(const struct ivlab_cmd *self, struct ivlab_ctx *ct
 	g_autoptr(Lab) lab = NULL;
 	g_autoptr(virConnect) conn = NULL;
 	g_autofree char *lab_name = NULL;
+	int lock_fd;
+	gboolean ok;
 
 	if (argc == 2) {
 		/* By name: for a lab whose file is gone or changed. */
@@ -43,7 +47,12 @@ static gboolean cmd_down_exec(const struct ivlab_cmd *self, struct ivlab_ctx *ct
 	conn = virt_connect(ctx->uri, error);
 	if (!conn)
 		return FALSE;
-	if (!labrun_teardown(conn, lab_name, lab, keep, error))
+	lock_fd = labrun_lock(lab_name, error);
+	if (lock_fd < 0)
+		return FALSE;
+	ok = labrun_teardown(conn, lab_name, lab, keep, error);
+	close(lock_fd);
+	if (!ok)
 		return FALSE;
 	ivlab_info("lab '%s' is down%s", lab_name, keep ? " (domains kept, shut off)" : "");
 	return TRUE;

@@ -35,6 +35,8 @@ static gboolean cmd_up_exec(const struct ivlab_cmd *self, struct ivlab_ctx *ctx,
 	gint64 started = g_get_monotonic_time();
 	gboolean ok;
 
+	/* Ctrl-C, SIGTERM or SIGHUP: what this up made is undone, exit 128+N. */
+	ivlab_interrupt_catch();
 	ok = labup_plan(session, &plan, error);
 	if (ok && plan.summary)
 		ivlab_info("%s", plan.summary);
@@ -43,6 +45,8 @@ static gboolean cmd_up_exec(const struct ivlab_cmd *self, struct ivlab_ctx *ctx,
 		ivlab_info("lab '%s' is up: %u guests ready in %.1f s", session->lab->name,
 			   session->lab->guests->len, (g_get_monotonic_time() - started) / 1e6);
 	labup_plan_clear(&plan);
+	if (!ok && ivlab_interrupted())
+		ctx->exit_status = 128 + ivlab_interrupted();
 	return ok;
 }
 
@@ -56,7 +60,7 @@ const struct ivlab_cmd cmd_up_entry = {
 		"every guest persistently and starts them together, then waits until each guest's\n"
 		"agent answers. A lab that is already up is left alone; a failed 'up' is undone.",
 	.options = entries,
-	.needs = CMD_NEEDS_CONNECTION | CMD_NEEDS_RUN,
+	.needs = CMD_NEEDS_CONNECTION | CMD_NEEDS_RUN | CMD_LOCKS_LAB,
 	.check = cmd_up_check,
 	.exec = cmd_up_exec,
 };

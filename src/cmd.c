@@ -1,6 +1,8 @@
 /* cmd.c: the command table, command lookup and per-command option parsing. */
 #include "config.h"
 
+#include <unistd.h>
+
 #include <stdio.h>
 #include <string.h>
 
@@ -156,6 +158,7 @@ gboolean cmd_run(const struct ivlab_cmd *cmd, struct ivlab_ctx *ctx, int argc, c
 		 GError **error)
 {
 	gboolean ok;
+	int lock_fd = -1;
 
 	if (!(cmd->needs & CMD_OWN_OPTIONS)) {
 		if (!cmd_parse(cmd, cmd->options, &argc, &argv, error))
@@ -172,14 +175,21 @@ gboolean cmd_run(const struct ivlab_cmd *cmd, struct ivlab_ctx *ctx, int argc, c
 			return FALSE;
 		if ((cmd->needs & CMD_GUEST_ARGS) && !labsession_check_guests(ctx->session, argc - 1, argv + 1, error))
 			ok = FALSE;
+		else if ((cmd->needs & CMD_LOCKS_LAB) &&
+			 (lock_fd = labrun_lock(ctx->session->lab->name, error)) < 0)
+			ok = FALSE;
 		else
 			ok = labsession_attach(ctx->session, ctx->uri, session_needs(cmd->needs), error);
 		if (!ok) {
 			g_clear_pointer(&ctx->session, labsession_free);
+			if (lock_fd >= 0)
+				close(lock_fd);
 			return FALSE;
 		}
 	}
 	ok = cmd->exec(cmd, ctx, argc, argv, error);
 	g_clear_pointer(&ctx->session, labsession_free);
+	if (lock_fd >= 0)
+		close(lock_fd);
 	return ok;
 }

@@ -85,6 +85,10 @@ static int progress_cb(void *data, curl_off_t dltotal, curl_off_t dlnow, curl_of
 	curl_off_t have = progress->offset + dlnow;
 	curl_off_t total = dltotal ? progress->offset + dltotal : 0;
 
+	if (ivlab_interrupted())
+		return 1; /* ends the transfer: CURLE_ABORTED_BY_CALLBACK */
+	if (!progress->line.active)
+		return 0;
 	if (total) {
 		g_autofree char *bar = ivlab_progress_bar(have, total);
 
@@ -150,11 +154,11 @@ static enum attempt_result fetch_attempt(const char *url, const char *part_path,
 	curl_easy_setopt(curl, CURLOPT_WRITEDATA, out);
 	if (progress.offset > 0)
 		curl_easy_setopt(curl, CURLOPT_RESUME_FROM_LARGE, (curl_off_t)progress.offset);
-	if (progress.line.active) {
-		curl_easy_setopt(curl, CURLOPT_NOPROGRESS, 0L);
-		curl_easy_setopt(curl, CURLOPT_XFERINFOFUNCTION, progress_cb);
-		curl_easy_setopt(curl, CURLOPT_XFERINFODATA, &progress);
-	}
+	/* The callback shows progress on a terminal and ends the transfer on
+	 * an interrupt (ivlab_interrupt_catch()). */
+	curl_easy_setopt(curl, CURLOPT_NOPROGRESS, 0L);
+	curl_easy_setopt(curl, CURLOPT_XFERINFOFUNCTION, progress_cb);
+	curl_easy_setopt(curl, CURLOPT_XFERINFODATA, &progress);
 	ivlab_debug("fetching %s from byte %" G_GINT64_FORMAT, url, (gint64)progress.offset);
 	code = curl_easy_perform(curl);
 	curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &status);
@@ -168,6 +172,10 @@ static enum attempt_result fetch_attempt(const char *url, const char *part_path,
 	switch (code) {
 	case CURLE_OK:
 		return ATTEMPT_DONE;
+	case CURLE_ABORTED_BY_CALLBACK:
+		ivlab_check_interrupt(error);
+		g_prefix_error(error, "%s: ", url);
+		return ATTEMPT_FAILED;
 	case CURLE_HTTP_RETURNED_ERROR:
 		/* Asking for bytes past the end: what we have may be all of it. */
 		if (status == 416 && progress.offset > 0)

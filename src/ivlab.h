@@ -42,6 +42,8 @@ enum ivlab_cmd_needs {
 	CMD_OWN_OPTIONS = 1 << 5,       /* exec parses its options (subcommands) */
 	CMD_POSIX_OPTIONS = 1 << 6,     /* options end at the first operand (ivlab exec
 					 * g ls -l: -l is the command's) */
+	CMD_LOCKS_LAB = 1 << 7,         /* one at a time per lab (up, restart): the lab's
+					 * lock is taken before its state is read */
 };
 
 struct ivlab_cmd {
@@ -117,6 +119,20 @@ const char *ivlab_source_dir(void);
 const char *ivlab_build_dir(void);
 const char *ivlab_state_dir(void);
 char *ivlab_lab_dir(const char *lab_name);
+
+/* An exclusive flock on path (created if need be), with this process's pid
+ * and command line written in it for whoever waits: the fd (closing it
+ * releases the lock), or -1. When another process holds it: without wait, an
+ * error "WHAT is in use by another ivlab command (pid N: ivlab ...)"; with
+ * wait, says so and waits (an interrupt ends the wait with an error). */
+int ivlab_lock(const char *path, gboolean wait, const char *what, GError **error);
+
+/* SIGINT, SIGTERM and SIGHUP set a flag instead of killing (a second one
+ * kills): long operations check it and undo what they made. */
+void ivlab_interrupt_catch(void);
+int ivlab_interrupted(void); /* the signal caught, or 0 */
+/* FALSE and "interrupted by SIGINT (Ctrl-C)" once a signal was caught. */
+gboolean ivlab_check_interrupt(GError **error);
 char *ivlab_image_dir(const char *arch);
 
 /* Files and directories (the image pipeline and its caches). */

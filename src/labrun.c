@@ -131,6 +131,18 @@ char **labrun_list(const struct labrun *run, const char *kind)
 	return items ? items : g_new0(char *, 1);
 }
 
+int labrun_lock(const char *lab_name, GError **error)
+{
+	g_autofree char *dir = g_build_filename(ivlab_state_dir(), "locks", NULL);
+	g_autofree char *file = g_strdup_printf("%s.lock", lab_name);
+	g_autofree char *path = g_build_filename(dir, file, NULL);
+	g_autofree char *what = g_strdup_printf("lab '%s'", lab_name);
+
+	if (!ivlab_make_dir(dir, error))
+		return -1;
+	return ivlab_lock(path, TRUE, what, error);
+}
+
 char *labrun_pidfile(const struct lab *lab, const struct lab_region *region)
 {
 	g_autofree char *dir = ivlab_lab_dir(lab->name);

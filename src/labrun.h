@@ -39,6 +39,10 @@ void labrun_add(struct labrun *run, const char *kind /* "domains", "servers", "s
 char **labrun_list(const struct labrun *run, const char *kind);
 
 /* Files of a doorbell region's server. */
+/* Up, down and restart of one lab, one at a time across processes: waits
+ * for the lab's lock (STATE/locks/LAB.lock, kept apart from the lab's
+ * directory, which down removes); the fd holds it until closed, or -1. */
+int labrun_lock(const char *lab_name, GError **error);
 char *labrun_pidfile(const struct lab *lab, const struct lab_region *region);
 char *labrun_server_log(const struct lab *lab, const struct lab_region *region);
 

@@ -5,11 +5,8 @@
 
 #include <ivlab-agent.h>
 
-#include <errno.h>
-#include <fcntl.h>
 #include <string.h>
 #include <unistd.h>
-#include <sys/file.h>
 
 #include "ivlab.h"
 #include "labsession.h"
@@ -46,73 +43,25 @@ void labsession_free(struct lab_session *session)
 	g_free(session);
 }
 
-/* This process's command line, spaces between the words, for messages. */
-static const char *self_cmdline(void)
-{
-	static char line[160];
-	gsize len = 0;
-	g_autofree char *raw = NULL;
-
-	if (!line[0] && g_file_get_contents("/proc/self/cmdline", &raw, &len, NULL)) {
-		len = MIN(len, sizeof(line) - 1);
-		for (gsize i = 0; i < len; i++)
-			line[i] = raw[i] ? raw[i] : ' ';
-		line[len] = '\0';
-		g_strchomp(line);
-	}
-	return line[0] ? line : "ivlab";
-}
-
 /* A guest's agent channel has one client at a time, and libvirt hands it
  * to whoever forces it: two ivlab commands on one guest would take it from
- * each other mid-request. An flock on LAB_DIR/GUEST.agent.lock, held while
- * the channel is open, orders them: a command that needs the agent (force)
- * waits, saying for whom; one that only looks (status) is told who holds it. */
+ * each other mid-request. A lock held while the channel is open orders them:
+ * a command that needs the agent (force) waits; one that only looks
+ * (status) is told who holds it. */
 static gboolean lock_agent(struct lab_session *session, struct session_guest *sg, gboolean wait,
 			   GError **error)
 {
 	g_autofree char *dir = ivlab_lab_dir(session->lab->name);
 	g_autofree char *name = g_strdup_printf("%s.agent.lock", sg->guest->name);
 	g_autofree char *path = g_build_filename(dir, name, NULL);
-	g_autofree char *holder = NULL;
-	g_autofree char *me = NULL;
-	int fd;
+	g_autofree char *what = g_strdup_printf("guest %s: its agent", sg->guest->name);
 
 	if (sg->lock_fd >= 0)
 		return TRUE;
 	if (!ivlab_make_dir(dir, error))
 		return FALSE;
-	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
-	if (fd < 0)
-		return ivlab_fail_errno(error, "guest %s: agent lock %s", sg->guest->name, path);
-	if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
-		if (errno != EWOULDBLOCK) {
-			close(fd);
-			return ivlab_fail_errno(error, "guest %s: agent lock %s", sg->guest->name, path);
-		}
-		g_file_get_contents(path, &holder, NULL, NULL);
-		if (holder)
-			g_strstrip(holder);
-		if (!wait) {
-			close(fd);
-			return ivlab_fail(error, "guest %s: its agent is in use by another ivlab command (%s)",
-					  sg->guest->name, holder && *holder ? holder : "unknown");
-		}
-		ivlab_info("guest %s: waiting for another ivlab command (%s) to finish with its agent",
-			   sg->guest->name, holder && *holder ? holder : "unknown");
-		while (flock(fd, LOCK_EX) < 0) {
-			if (errno != EINTR) {
-				close(fd);
-				return ivlab_fail_errno(error, "guest %s: agent lock %s", sg->guest->name,
-							path);
-			}
-		}
-	}
-	me = g_strdup_printf("pid %ld: %s\n", (long)getpid(), self_cmdline());
-	if (ftruncate(fd, 0) == 0 && pwrite(fd, me, strlen(me), 0) < 0)
-		ivlab_debug("guest %s: cannot write %s: %s", sg->guest->name, path, g_strerror(errno));
-	sg->lock_fd = fd;
-	return TRUE;
+	sg->lock_fd = ivlab_lock(path, wait, what, error);
+	return sg->lock_fd >= 0;
 }
 
 /* The default opener: the domain's agent channel through libvirt. */

@@ -280,14 +280,18 @@ gboolean labup_define_and_start(virConnectPtr conn, const struct lab *lab, struc
 	struct ivlab_progress line;
 	gint64 started = g_get_monotonic_time();
 	guint ready = 0;
+	gboolean interrupted = FALSE;
 
 	ivlab_progress_init(&line);
 
 	for (guint i = 0; i < lab->guests->len; i++) {
 		const struct lab_guest *guest = g_ptr_array_index(lab->guests, i);
 		g_autofree char *name = lab_guest_domain_name(lab, guest);
-		virDomainPtr dom = virt_lab_domain(conn, lab, guest, error);
+		virDomainPtr dom;
 
+		if (!ivlab_check_interrupt(error))
+			return FALSE;
+		dom = virt_lab_domain(conn, lab, guest, error);
 		if (!dom && error && *error)
 			return FALSE;
 		if (!dom) {
@@ -324,6 +328,12 @@ gboolean labup_define_and_start(virConnectPtr conn, const struct lab *lab, struc
 	for (guint finished = 0; finished < doms->len;) {
 		struct boot *boot = g_async_queue_timeout_pop(done, 500000);
 
+		if (ivlab_interrupted() && !interrupted) {
+			/* The boots end at once when their guests stop. */
+			interrupted = TRUE;
+			for (guint i = 0; i < doms->len; i++)
+				virDomainDestroy(g_ptr_array_index(doms, i));
+		}
 		if (!boot) {
 			progress(&line, ready, doms->len, started, NULL);
 			continue;
@@ -332,7 +342,8 @@ gboolean labup_define_and_start(virConnectPtr conn, const struct lab *lab, struc
 		if (boot->error) {
 			ivlab_progress_end(&line);
 			boot_stop_console(boot);
-			print_console_tail(boot);
+			if (!interrupted)
+				print_console_tail(boot);
 			g_ptr_array_add(failed, g_strdup(boot->name));
 			if (!first)
 				first = g_error_copy(boot->error);
@@ -348,6 +359,10 @@ gboolean labup_define_and_start(virConnectPtr conn, const struct lab *lab, struc
 	ivlab_progress_end(&line);
 	for (guint i = 0; i < threads->len; i++)
 		g_thread_join(g_ptr_array_index(threads, i));
+	if (interrupted) {
+		g_clear_error(&first);
+		return ivlab_check_interrupt(error);
+	}
 	if (first) {
 		g_ptr_array_add(failed, NULL);
 		g_autofree char *names = g_strjoinv(", ", (char **)failed->pdata);
@@ -460,6 +475,8 @@ static gboolean start_servers(const struct lab *lab, struct labrun *run,
 
 		if (region->mode != LAB_REGION_DOORBELL)
 			continue;
+		if (!ivlab_check_interrupt(error))
+			return FALSE;
 		socket_path = lab_region_socket_path(lab, region);
 		if (serverctl_running(socket_path)) {
 			ivlab_debug("server %s: already running", socket_path);
@@ -622,10 +639,11 @@ gboolean labup_apply(struct lab_session *session, struct labup_plan *plan, int t
 
 	if (plan->kind == LABUP_ALREADY_UP)
 		return TRUE;
-	if (!preflight_check(session->conn, lab, error) || !labup_ensure_images(lab, error) ||
+	if (!preflight_check(session->conn, lab, error) || !ivlab_check_interrupt(error) ||
+	    !labup_ensure_images(lab, error) || !ivlab_check_interrupt(error) ||
 	    !labup_check_shm_free(lab, session->run, error))
 		return FALSE;
-	if (!labboot_prepare(lab, error)) {
+	if (!labboot_prepare(lab, error) || !ivlab_check_interrupt(error)) {
 		/* A fresh lab leaves nothing behind: not even its overlays. */
 		if (plan->kind == LABUP_FRESH) {
 			g_autofree char *dir = ivlab_lab_dir(lab->name);

@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/file.h>
@@ -563,4 +564,97 @@ gboolean ivlab_run(struct ivlab_run *run, GError **error)
 	if (run->status > 128)
 		return ivlab_fail(error, "%s failed: killed by signal %d", run->argv[0], run->status - 128);
 	return ivlab_fail(error, "%s failed with exit status %d", run->argv[0], run->status);
+}
+
+/* This process's command line, spaces between the words, for messages. */
+static const char *self_cmdline(void)
+{
+	static char line[160];
+	gsize len = 0;
+	g_autofree char *raw = NULL;
+
+	if (!line[0] && g_file_get_contents("/proc/self/cmdline", &raw, &len, NULL)) {
+		len = MIN(len, sizeof(line) - 1);
+		for (gsize i = 0; i < len; i++)
+			line[i] = raw[i] ? raw[i] : ' ';
+		line[len] = '\0';
+		g_strchomp(line);
+	}
+	return line[0] ? line : "ivlab";
+}
+
+int ivlab_lock(const char *path, gboolean wait, const char *what, GError **error)
+{
+	g_autofree char *holder = NULL;
+	g_autofree char *me = NULL;
+	int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
+
+	if (fd < 0) {
+		ivlab_fail_errno(error, "%s: lock %s", what, path);
+		return -1;
+	}
+	if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+		if (errno != EWOULDBLOCK) {
+			ivlab_fail_errno(error, "%s: lock %s", what, path);
+			close(fd);
+			return -1;
+		}
+		if (g_file_get_contents(path, &holder, NULL, NULL))
+			g_strstrip(holder);
+		if (!holder || !*holder) {
+			g_free(holder);
+			holder = g_strdup("unknown");
+		}
+		if (!wait) {
+			ivlab_fail(error, "%s is in use by another ivlab command (%s)", what, holder);
+			close(fd);
+			return -1;
+		}
+		ivlab_info("%s: waiting for another ivlab command (%s) to finish", what, holder);
+		while (flock(fd, LOCK_EX) < 0) {
+			if (errno != EINTR || ivlab_interrupted()) {
+				ivlab_fail_errno(error, "%s: waiting for lock %s", what, path);
+				close(fd);
+				return -1;
+			}
+		}
+	}
+	me = g_strdup_printf("pid %ld: %s\n", (long)getpid(), self_cmdline());
+	if (ftruncate(fd, 0) < 0 || pwrite(fd, me, strlen(me), 0) < 0)
+		ivlab_debug("%s: cannot write %s: %s", what, path, g_strerror(errno));
+	return fd;
+}
+
+static volatile sig_atomic_t interrupted;
+
+static void on_interrupt(int signo)
+{
+	interrupted = signo;
+}
+
+void ivlab_interrupt_catch(void)
+{
+	/* No SA_RESTART: a blocking wait returns EINTR and sees the flag. A
+	 * second signal kills at once (SA_RESETHAND). */
+	struct sigaction action = { .sa_handler = on_interrupt, .sa_flags = SA_RESETHAND };
+
+	sigemptyset(&action.sa_mask);
+	sigaction(SIGINT, &action, NULL);
+	sigaction(SIGTERM, &action, NULL);
+	sigaction(SIGHUP, &action, NULL);
+}
+
+int ivlab_interrupted(void)
+{
+	return interrupted;
+}
+
+gboolean ivlab_check_interrupt(GError **error)
+{
+	int signo = interrupted;
+
+	if (!signo)
+		return TRUE;
+	return ivlab_fail(error, "interrupted by %s", signo == SIGINT ? "SIGINT (Ctrl-C)" :
+			  signo == SIGTERM ? "SIGTERM" : "SIGHUP");
 }
