@@ -114,6 +114,20 @@ GBytes *debpkg_read_member(struct archive *data, const char *deb_path, const cha
 	return g_byte_array_free_to_bytes(g_steal_pointer(&bytes));
 }
 
+/* Writing to the disk failed: name the file written and say why (ENOSPC
+ * as "No space left on device"), not only libarchive's "Write failed". */
+static gboolean write_failed(GError **error, const char *deb_path, const char *target,
+			     struct archive *disk)
+{
+	int errnum = archive_errno(disk);
+	const char *why = archive_error_string(disk);
+
+	g_set_error(error, IVLAB_ERROR, IVLAB_ERROR_FAILED, "cannot write %s (unpacking %s): %s%s%s",
+		    target, deb_path, errnum > 0 ? g_strerror(errnum) : why ? why : "write failed",
+		    errnum > 0 && why ? ": " : "", errnum > 0 && why ? why : "");
+	return FALSE;
+}
+
 struct extract {
 	const char *deb_path;
 	const char *dest_dir;
@@ -144,15 +158,15 @@ static gboolean extract_one(struct archive *data, struct archive_entry *entry, c
 		archive_entry_set_hardlink(entry, link_target);
 	}
 	if (archive_write_header(ex->disk, entry) != ARCHIVE_OK)
-		return archive_failed(error, ex->deb_path, ex->disk);
+		return write_failed(error, ex->deb_path, target, ex->disk);
 	while ((status = archive_read_data_block(data, &block, &size, &offset)) == ARCHIVE_OK) {
 		if (archive_write_data_block(ex->disk, block, size, offset) != ARCHIVE_OK)
-			return archive_failed(error, ex->deb_path, ex->disk);
+			return write_failed(error, ex->deb_path, target, ex->disk);
 	}
 	if (status != ARCHIVE_EOF)
 		return archive_failed(error, ex->deb_path, data);
 	if (archive_write_finish_entry(ex->disk) != ARCHIVE_OK)
-		return archive_failed(error, ex->deb_path, ex->disk);
+		return write_failed(error, ex->deb_path, target, ex->disk);
 	return TRUE;
 }
 
@@ -167,7 +181,7 @@ gboolean debpkg_extract(const char *deb_path, const char *dest_dir, debpkg_want_
 							ARCHIVE_EXTRACT_SECURE_SYMLINKS);
 	ok = debpkg_foreach(deb_path, extract_one, &ex, error);
 	if (archive_write_close(ex.disk) != ARCHIVE_OK && ok)
-		ok = archive_failed(error, deb_path, ex.disk);
+		ok = write_failed(error, deb_path, dest_dir, ex.disk);
 	archive_write_free(ex.disk);
 	return ok;
 }
