@@ -47,7 +47,14 @@ static void print_guests(const struct lab_status *status)
 
 		printf("%-12s %-20s %-10s %-8s %-5s %-6s %s\n", guest->sg->guest->name,
 		       guest->sg->domain_name, labstatus_state_name(guest), guest->sg->guest->arch,
-		       guest->accel ? guest->accel : "-", guest->agent_ready ? "ready" : "-", ids);
+		       guest->accel ? guest->accel : "-",
+		       guest->agent_ready ? "ready" : guest->agent_busy ? "busy" : "-", ids);
+	}
+	for (guint i = 0; i < status->guests->len; i++) {
+		const struct guest_status *guest = &g_array_index(status->guests, struct guest_status, i);
+
+		if (guest->agent_error)
+			printf("  %s: %s\n", guest->sg->guest->name, guest->agent_error);
 	}
 }
 

@@ -13,6 +13,7 @@ GQuark ivlab_error_quark(void);
 enum ivlab_error_code {
 	IVLAB_ERROR_FAILED, /* exit status 1 */
 	IVLAB_ERROR_USAGE,  /* exit status 2 */
+	IVLAB_ERROR_BUSY,   /* exit status 1: held by another ivlab command (ivlab_lock) */
 };
 
 struct lab_session;

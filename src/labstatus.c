@@ -59,6 +59,7 @@ static void collect_guest(struct lab_session *session, struct session_guest *sg,
 		return;
 	if (!labsession_reach(session, sg, FALSE, LABSESSION_PROBE_TIMEOUT_MS, &err)) {
 		guest->agent_error = g_strdup(err->message);
+		guest->agent_busy = g_error_matches(err, IVLAB_ERROR, IVLAB_ERROR_BUSY);
 		return;
 	}
 	guest->agent_ready = TRUE;
@@ -144,6 +145,10 @@ static void add_guest(JsonBuilder *builder, const struct guest_status *guest)
 	json_builder_add_string_value(builder, guest->accel ? guest->accel : "");
 	json_builder_set_member_name(builder, "agent");
 	json_builder_add_boolean_value(builder, guest->agent_ready);
+	if (guest->agent_busy) {
+		json_builder_set_member_name(builder, "agent_busy");
+		json_builder_add_boolean_value(builder, TRUE);
+	}
 	if (guest->agent_error) {
 		json_builder_set_member_name(builder, "agent_error");
 		json_builder_add_string_value(builder, guest->agent_error);

@@ -15,6 +15,7 @@ struct guest_status {
 	char *accel;        /* "kvm", "tcg", NULL when not defined */
 	gboolean agent_ready;
 	char *agent_error;  /* why the agent did not answer, or NULL */
+	gboolean agent_busy; /* another ivlab command holds its channel (exec, test...) */
 };
 
 struct server_status {

@@ -606,7 +606,8 @@ int ivlab_lock(const char *path, gboolean wait, const char *what, GError **error
 			holder = g_strdup("unknown");
 		}
 		if (!wait) {
-			ivlab_fail(error, "%s is in use by another ivlab command (%s)", what, holder);
+			g_set_error(error, IVLAB_ERROR, IVLAB_ERROR_BUSY,
+				    "%s is in use by another ivlab command (%s)", what, holder);
 			close(fd);
 			return -1;
 		}
