@@ -218,7 +218,7 @@ gboolean apt_download(struct apt_deb *debs, gsize count, const char *cache_dir, 
 		return FALSE;
 	for (gsize i = 0; i < count; i++)
 		debs[i].path = g_build_filename(cache_dir, debs[i].filename, NULL);
-	lock_fd = ivlab_lock_file(lock_path, "another download", error);
+	lock_fd = ivlab_lock(lock_path, TRUE, "the package cache", error);
 	if (lock_fd < 0)
 		return FALSE;
 

@@ -84,6 +84,8 @@ static gboolean image_build(const struct ivlab_cmd *self, int argc, char **argv,
 	}
 	source.kernel_build_dir = build_dir;
 	source.force = force;
+	/* Ctrl-C stops between steps and leaves no half-built image. */
+	ivlab_interrupt_catch();
 	for (gsize i = 0; arches[i]; i++)
 		if (!image_ensure(arches[i], &source, error))
 			return FALSE;

@@ -45,8 +45,6 @@ static gboolean cmd_up_exec(const struct ivlab_cmd *self, struct ivlab_ctx *ctx,
 		ivlab_info("lab '%s' is up: %u guests ready in %.1f s", session->lab->name,
 			   session->lab->guests->len, (g_get_monotonic_time() - started) / 1e6);
 	labup_plan_clear(&plan);
-	if (!ok && ivlab_interrupted())
-		ctx->exit_status = 128 + ivlab_interrupted();
 	return ok;
 }
 

@@ -188,6 +188,10 @@ gboolean cmd_run(const struct ivlab_cmd *cmd, struct ivlab_ctx *ctx, int argc, c
 		}
 	}
 	ok = cmd->exec(cmd, ctx, argc, argv, error);
+	/* Stopped by a signal it caught (ivlab_interrupt_catch()): 128+N, as the
+	 * shell reports a command the signal killed. */
+	if (!ok && ivlab_interrupted() && !ctx->exit_status)
+		ctx->exit_status = 128 + ivlab_interrupted();
 	g_clear_pointer(&ctx->session, labsession_free);
 	if (lock_fd >= 0)
 		close(lock_fd);

@@ -149,6 +149,8 @@ static gboolean extract_one(struct archive *data, struct archive_entry *entry, c
 
 	if (ex->want && !ex->want(path, ex->user_data))
 		return TRUE;
+	if (!ivlab_check_interrupt(error))
+		return FALSE;
 	target = g_build_filename(ex->dest_dir, path, NULL);
 	archive_entry_set_pathname(entry, target);
 	if (hardlink) {

@@ -788,7 +788,9 @@ static gboolean build_image(struct build *build, const char *work_dir, GError **
 
 	for (char **name = build->recipe.modules; *name; name++)
 		g_hash_table_add(keep, kmod_normalize_name(*name));
-	if (!gather_kernel(build, &kernel, keep, &kbuild_dir, error))
+	/* An interrupt (ivlab_interrupt_catch()) stops between the steps: the
+	 * work directory goes and no image is installed. */
+	if (!gather_kernel(build, &kernel, keep, &kbuild_dir, error) || !ivlab_check_interrupt(error))
 		return FALSE;
 	modules = kmod_load_order(&kernel, (const char *const *)build->recipe.modules,
 				  build->source->kind == IMAGE_SOURCE_DEBIAN, error);
@@ -796,7 +798,8 @@ static gboolean build_image(struct build *build, const char *work_dir, GError **
 		return FALSE;
 	ivlab_ko = kbuild_module(build->arch, kbuild_dir, build->guest_dir, work_dir, error);
 	/* A module built against other headers would not load: say so now. */
-	if (!ivlab_ko || !kmod_check_release(ivlab_ko, kernel.release, error))
+	if (!ivlab_ko || !kmod_check_release(ivlab_ko, kernel.release, error) ||
+	    !ivlab_check_interrupt(error))
 		return FALSE;
 	if (!write_bytes(kernel_out, kernel.vmlinuz, error) ||
 	    !write_initramfs(build, &kernel, modules, ivlab_ko, initrd_out, error))
@@ -804,7 +807,7 @@ static gboolean build_image(struct build *build, const char *work_dir, GError **
 	kernel_sha = bytes_sha256(kernel.vmlinuz);
 	module_sha = bytes_sha256(ivlab_ko);
 	initrd_sha = fetch_file_sha256(initrd_out, error);
-	if (!initrd_sha || !record_debs(build, error))
+	if (!initrd_sha || !record_debs(build, error) || !ivlab_check_interrupt(error))
 		return FALSE;
 	record_outputs(build, &kernel, modules, kernel_sha, initrd_sha, module_sha);
 	/* Where the lab's own modules are built for this image. */
@@ -836,7 +839,7 @@ static void remember_apt_state(GKeyFile *old, GKeyFile *now, const char *arch)
 /* The image directory, reachable by QEMU, locked against other builds. */
 static int open_image_dir(struct build *build, GError **error)
 {
-	g_autofree char *images = NULL, *lock_path = NULL, *waiting_for = NULL;
+	g_autofree char *images = NULL, *lock_path = NULL, *what = NULL;
 
 	build->image_dir = ivlab_image_dir(build->arch->name);
 	images = g_path_get_dirname(build->image_dir);
@@ -849,8 +852,8 @@ static int open_image_dir(struct build *build, GError **error)
 		make_reachable(build->image_dir);
 	}
 	lock_path = g_build_filename(build->image_dir, ".lock", NULL);
-	waiting_for = g_strdup_printf("another build of the %s image", build->arch->name);
-	return ivlab_lock_file(lock_path, waiting_for, error);
+	what = g_strdup_printf("the %s image", build->arch->name);
+	return ivlab_lock(lock_path, TRUE, what, error);
 }
 
 /* Builds in a fresh work directory, removed afterwards. */

@@ -144,10 +144,6 @@ gboolean ivlab_copy_tree(const char *from, const char *to, GError **error); /* c
 GPtrArray *ivlab_dir_names(const char *dir);
 /* Adds a file's or a tree's names and contents, in sorted order, to sum. */
 void ivlab_hash_tree(GChecksum *sum, const char *path, const char *name);
-/* An exclusive flock on path, waiting (and saying so with ivlab_info(),
- * naming waiting_for) while another holder has it; close() releases it.
- * -1 with error set on failure. */
-int ivlab_lock_file(const char *path, const char *waiting_for, GError **error);
 typedef int IvlabLock;
 void ivlab_unlock(IvlabLock fd);
 G_DEFINE_AUTO_CLEANUP_FREE_FUNC(IvlabLock, ivlab_unlock, -1)

@@ -434,25 +434,6 @@ void ivlab_unlock(IvlabLock fd)
 		close(fd);
 }
 
-int ivlab_lock_file(const char *path, const char *waiting_for, GError **error)
-{
-	int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-
-	if (fd < 0) {
-		ivlab_fail_errno(error, "%s", path);
-		return -1;
-	}
-	if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
-		ivlab_info("waiting for %s (%s)", waiting_for, path);
-		if (flock(fd, LOCK_EX) != 0) {
-			ivlab_fail_errno(error, "%s", path);
-			close(fd);
-			return -1;
-		}
-	}
-	return fd;
-}
-
 /* --- child processes (run.h) --------------------------------------------- */
 
 static ivlab_run_hook dry_run_hook;

@@ -119,10 +119,10 @@ if command -v flock >/dev/null 2>&1 && [ -f "$state/images/x86_64/manifest" ]; t
 	"$IVLAB" image build --arch x86_64 >"$scratch/wait.out" 2>&1 &
 	builder=$!
 	for _ in $(seq 200); do
-		grep -q "waiting for another build" "$scratch/wait.out" && break
+		grep -q "the x86_64 image: waiting for another ivlab command" "$scratch/wait.out" && break
 		sleep 0.05
 	done
-	check "a build waits for the lock another build holds" grep -q "waiting for another build" "$scratch/wait.out"
+	check "a build waits for the lock another build holds" grep -q "the x86_64 image: waiting for another ivlab command" "$scratch/wait.out"
 	check "...and has not finished while it is held" kill -0 $builder
 	echo go >"$scratch/release"
 	wait $holder

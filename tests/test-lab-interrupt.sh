@@ -1,10 +1,13 @@
 #!/bin/sh
 # test-lab-interrupt.sh: faults in the middle of the lifecycle, over a real
-# libvirtd: `up` interrupted (SIGINT, SIGTERM) once its servers run and
-# while its guests boot undoes what it made and exits 128+N; two `up`s of
+# libvirtd: `up` interrupted (SIGINT, SIGTERM) while it builds images, once
+# its servers run, once a domain is defined and while its guests boot undoes
+# what it made and exits 128+N; two `up`s of
 # one lab at once bring it up once (the second waits for the first, then
 # finds it up); the server killed in the middle of `ivlab test` makes the
-# suite fail with a reason, in bounded time, and `down` still cleans up.
+# suite fail with a reason, in bounded time, and `down` still cleans up; a
+# guest's kernel crashing mid-test fails the suite naming it, and the guest
+# comes back.
 . "$top_srcdir/tests/lib.sh"
 . "$top_srcdir/tests/lab-lib.sh"
 
@@ -44,7 +47,32 @@ interrupt_at() {
 }
 
 interrupt_at INT "server for region bell: listening" "Ctrl-C once the server runs"
+interrupt_at INT "$name-left: defined" "Ctrl-C once a domain is defined"
 interrupt_at TERM "$name-left: starting" "SIGTERM while the guests boot"
+
+# While the images are built: a state directory with the Debian packages
+# in its cache but no image yet. No image is left half-made.
+fresh=$scratch/fresh-state
+mkdir -p "$fresh/cache"
+chmod 0755 "$scratch" "$fresh"
+[ -d "$state/cache/debs" ] && cp -a "$state/cache/debs" "$fresh/cache/"
+IVLAB_STATE_DIR=$fresh "$IVLAB" -v -f "$lab" up >"$scratch/img.log" 2>&1 &
+up_pid=$!
+if wait_until 300 grep -q "x86_64: reading linux-image" "$scratch/img.log"; then
+	kill -INT $up_pid
+	wait $up_pid
+	status=$?
+	check "Ctrl-C while the images are built: up exits 130 (got $status)" test $status -eq 130
+	check "... no image is left that looks usable" \
+		sh -c "! ls '$fresh'/images/*/manifest 2>/dev/null | grep -q ."
+	check "... and nothing of the lab" sh -c "[ -z \"\$(virsh -q list --all --name | grep '^$name-')\" ] &&
+		! pgrep -f '[i]vlab server.*$fresh/labs/$name/' >/dev/null"
+else
+	not_ok "Ctrl-C while the images are built: up never started building"
+	kill -9 $up_pid 2>/dev/null
+	wait $up_pid
+fi
+diag "$(tail -3 "$scratch/img.log")"
 
 # Two ups at once: one lab, once.
 "$IVLAB" -f "$lab" up >"$scratch/up1.log" 2>&1 &
@@ -83,5 +111,31 @@ check "... and a failed check says the server is gone" \
 	grep -q "^not ok .*server" "$scratch/test.tap"
 diag "$(grep '^not ok' "$scratch/test.tap" | head -5)" "$(tail -3 "$scratch/test.err")"
 check "down after the server was killed" run_logged down "$IVLAB" -f "$lab" down
+check_clean "$name" "after down nothing of the lab remains"
+
+# A guest's kernel crashing in the middle of the suite: a lab test whose
+# step panics right (panic=-1: it reboots). The suite fails naming it, in
+# bounded time; right comes back by itself and the checks pass again.
+crash=$scratch/crash.xml
+sed 's|</lab>|  <test name="crash" timeout="60s"><step guest="right">echo c \> /proc/sysrq-trigger</step></test>\n</lab>|' \
+	"$lab" >"$crash"
+if run_logged up2 "$IVLAB" -f "$crash" up; then
+	start=$(date +%s)
+	"$IVLAB" -f "$crash" test --tap --no-restart --timeout 60 >"$scratch/crash.tap" 2>"$scratch/crash.err"
+	status=$?
+	took=$(($(date +%s) - start))
+	check "test with a guest crashing in a step fails (exit $status) in bounded time ($took s)" \
+		test $status -eq 1 -a $took -lt 300
+	check "... the crash test fails naming the guest" grep -q "^not ok .* - lab/crash: .*right" "$scratch/crash.tap"
+	check "... and the built-in checks before it passed" grep -q "^ok .* - pattern/bell/host" "$scratch/crash.tap"
+	diag "$(grep '^not ok' "$scratch/crash.tap" | head -3)"
+	"$IVLAB" -f "$lab" test --tap --no-restart --timeout 300 >"$scratch/after.tap" 2>&1
+	status=$?
+	check "after its reboot the crashed guest passes the suite again (exit $status)" test $status -eq 0
+	[ $status -eq 0 ] || diag "$(grep '^not ok' "$scratch/after.tap" | head -3)"
+else
+	not_ok "up for the crash test"
+fi
+check "down after the crash" run_logged down2 "$IVLAB" -f "$lab" down
 check_clean "$name" "after down nothing of the lab remains"
 tap_done
