@@ -37,6 +37,18 @@ ensure_libvirtd() {
 }
 ensure_libvirtd || skip_or_fail "libvirtd does not start (see /var/log/libvirt)"
 
+# test-lab-libvirtd.sh restarts libvirtd: it runs alone. Every lab test
+# holds a shared lock on this file for its whole run, that one an exclusive
+# lock (IVLAB_TEST_RESTARTS_LIBVIRTD=1), so make -j runs them side by side
+# otherwise.
+libvirtd_lock=${TMPDIR:-/tmp}/ivlab-tests-libvirtd.lock
+exec 8>>"$libvirtd_lock"
+if [ "${IVLAB_TEST_RESTARTS_LIBVIRTD:-}" = 1 ]; then
+	flock -x 8
+else
+	flock -s 8
+fi
+
 # make_lab SHIPPED NAME: the shipped lab file under lab name NAME, so a test
 # never touches a lab of the same machine's user.
 make_lab() {
