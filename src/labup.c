@@ -526,6 +526,36 @@ static char *domain_names(GPtrArray *domains)
 	return g_string_free(names, FALSE);
 }
 
+/* The running guests attached to a doorbell region whose server does not
+ * answer: into plan->restart. QEMU does not reconnect an ivshmem-doorbell
+ * device to a new server, so they start again with it. */
+static guint dead_servers(struct lab_session *session, struct labup_plan *plan)
+{
+	const struct lab *lab = session->lab;
+	guint dead = 0;
+
+	for (guint r = 0; r < lab->regions->len; r++) {
+		const struct lab_region *region = g_ptr_array_index(lab->regions, r);
+		g_autofree char *socket_path = NULL;
+
+		if (region->mode != LAB_REGION_DOORBELL)
+			continue;
+		socket_path = lab_region_socket_path(lab, region);
+		if (serverctl_running(socket_path))
+			continue;
+		dead++;
+		for (guint i = 0; i < session->n_guests; i++) {
+			struct session_guest *sg = &session->guests[i];
+
+			if (sg->dom && virt_is_running(sg->dom) &&
+			    lab_guest_region_index(sg->guest, region) >= 0 &&
+			    !g_ptr_array_find(plan->restart, sg->dom, NULL))
+				g_ptr_array_add(plan->restart, sg->dom);
+		}
+	}
+	return dead;
+}
+
 /* What exists of a lab that was up: error when it cannot be finished. */
 static gboolean plan_existing(struct lab_session *session, struct labup_plan *plan,
 			      GError **error)
@@ -554,20 +584,14 @@ static gboolean plan_existing(struct lab_session *session, struct labup_plan *pl
 				  session->path, lab->name, diff);
 	for (guint d = 0; d < domains->len; d++)
 		all_running = all_running && virt_is_running(g_ptr_array_index(domains, d));
-	for (guint r = 0; r < lab->regions->len; r++) {
-		const struct lab_region *region = g_ptr_array_index(lab->regions, r);
-		g_autofree char *socket_path = NULL;
+	if (dead_servers(session, plan) && all_running) {
+		g_autofree char *names = domain_names(plan->restart);
 
-		if (region->mode != LAB_REGION_DOORBELL)
-			continue;
-		socket_path = lab_region_socket_path(lab, region);
-		if (serverctl_running(socket_path))
-			continue;
-		if (all_running)
-			return ivlab_fail(error, "lab '%s': its guests run but the server of region %s "
-					  "(%s) does not answer; run 'ivlab down', then 'ivlab up'",
-					  lab->name, region->name, socket_path);
-		all_running = FALSE;
+		plan->kind = LABUP_FINISH;
+		plan->summary = g_strdup_printf("lab '%s': a region's server is gone: starting it again%s%s%s",
+						lab->name, plan->restart->len ? ", and the guests attached to it (" : "",
+						names, plan->restart->len ? ")" : "");
+		return TRUE;
 	}
 	if (all_running) {
 		plan->kind = LABUP_ALREADY_UP;
@@ -587,6 +611,7 @@ gboolean labup_plan(struct lab_session *session, struct labup_plan *plan, GError
 
 	memset(plan, 0, sizeof(*plan));
 	plan->wanted_xml = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
+	plan->restart = g_ptr_array_new();
 	plan->digest = labrun_digest_file(session->path, error);
 	if (!plan->digest)
 		return FALSE;
@@ -617,6 +642,7 @@ gboolean labup_plan(struct lab_session *session, struct labup_plan *plan, GError
 void labup_plan_clear(struct labup_plan *plan)
 {
 	g_clear_pointer(&plan->wanted_xml, g_hash_table_unref);
+	g_clear_pointer(&plan->restart, g_ptr_array_unref);
 	g_clear_pointer(&plan->digest, g_free);
 	g_clear_pointer(&plan->summary, g_free);
 }
@@ -625,6 +651,14 @@ void labup_plan_clear(struct labup_plan *plan)
 static gboolean create(struct lab_session *session, struct labup_plan *plan, int timeout_seconds,
 		       GError **error)
 {
+	for (guint i = 0; i < plan->restart->len; i++) {
+		virDomainPtr dom = g_ptr_array_index(plan->restart, i);
+
+		if (virDomainDestroy(dom) < 0 && virt_is_running(dom))
+			return virt_dom_error(error, dom, "cannot stop it to start it again");
+		ivlab_info("%s: stopped, to start again with its region's new server",
+			   virDomainGetName(dom));
+	}
 	return start_servers(session->lab, session->run, session->conn, error) &&
 	       labup_define_and_start(session->conn, session->lab, session->run, plan->wanted_xml,
 				      timeout_seconds, error);

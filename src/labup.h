@@ -45,11 +45,14 @@ struct labup_plan {
 	char *summary;          /* what it means, for people (LABUP_FINISH, LABUP_ALREADY_UP) */
 	char *digest;           /* the lab file's */
 	GHashTable *wanted_xml; /* domain name -> the XML it gets */
+	GPtrArray *restart;     /* virDomainPtr (the session's) of running guests whose
+				 * region's server died: stopped, then started again with it */
 };
 
 /* Compare the lab file with what runs (session with connection and run
- * state). Refuses a lab name taken by another lab file, a changed lab, and
- * guests that run without their servers. */
+ * state). Refuses a lab name taken by another lab file and a changed lab; a
+ * server that died is started again, with the guests attached to its region
+ * (their ivshmem device lost it for good). */
 gboolean labup_plan(struct lab_session *session, struct labup_plan *plan, GError **error);
 void labup_plan_clear(struct labup_plan *plan);
 /* Carry the plan out: preflight, images, servers, define, start, wait for

@@ -5,7 +5,8 @@
 # what it made and exits 128+N; two `up`s of
 # one lab at once bring it up once (the second waits for the first, then
 # finds it up); the server killed in the middle of `ivlab test` makes the
-# suite fail with a reason, in bounded time, and `down` still cleans up; a
+# suite fail with a reason, in bounded time, `up` starts it again (with the
+# guests attached) and `down` still cleans up; a
 # guest's kernel crashing mid-test fails the suite naming it, and the guest
 # comes back.
 . "$top_srcdir/tests/lib.sh"
@@ -110,6 +111,11 @@ check "test with its server killed fails (exit $status) within 5 minutes ($took 
 check "... and a failed check says the server is gone" \
 	grep -q "^not ok .*server" "$scratch/test.tap"
 diag "$(grep '^not ok' "$scratch/test.tap" | head -5)" "$(tail -3 "$scratch/test.err")"
+check "up after the server died starts it again, with the guests attached" \
+	run_logged upagain "$IVLAB" -f "$lab" up
+check "... and says so" grep -q "server is gone: starting it again, and the guests attached to it ($name-left, $name-right)" \
+	"$scratch/upagain.log"
+check "... and the suite passes again" run_logged testagain "$IVLAB" -f "$lab" test --no-restart
 check "down after the server was killed" run_logged down "$IVLAB" -f "$lab" down
 check_clean "$name" "after down nothing of the lab remains"
 
