@@ -1,8 +1,6 @@
 /* cmd.c: the command table, command lookup and per-command option parsing. */
 #include "config.h"
 
-#include <unistd.h>
-
 #include <stdio.h>
 #include <string.h>
 
@@ -151,6 +149,8 @@ static guint session_needs(guint needs)
 		wanted |= LABSESSION_RUN;
 	if (needs & CMD_NEEDS_RUNNING_LAB)
 		wanted |= LABSESSION_CONNECTION | LABSESSION_RUNNING;
+	if (needs & CMD_LOCKS_LAB)
+		wanted |= LABSESSION_LOCK;
 	return wanted;
 }
 
@@ -158,7 +158,6 @@ gboolean cmd_run(const struct ivlab_cmd *cmd, struct ivlab_ctx *ctx, int argc, c
 		 GError **error)
 {
 	gboolean ok;
-	int lock_fd = -1;
 
 	if (!(cmd->needs & CMD_OWN_OPTIONS)) {
 		if (!cmd_parse(cmd, cmd->options, &argc, &argv, error))
@@ -175,15 +174,10 @@ gboolean cmd_run(const struct ivlab_cmd *cmd, struct ivlab_ctx *ctx, int argc, c
 			return FALSE;
 		if ((cmd->needs & CMD_GUEST_ARGS) && !labsession_check_guests(ctx->session, argc - 1, argv + 1, error))
 			ok = FALSE;
-		else if ((cmd->needs & CMD_LOCKS_LAB) &&
-			 (lock_fd = labrun_lock(ctx->session->lab->name, error)) < 0)
-			ok = FALSE;
 		else
 			ok = labsession_attach(ctx->session, ctx->uri, session_needs(cmd->needs), error);
 		if (!ok) {
 			g_clear_pointer(&ctx->session, labsession_free);
-			if (lock_fd >= 0)
-				close(lock_fd);
 			return FALSE;
 		}
 	}
@@ -193,7 +187,5 @@ gboolean cmd_run(const struct ivlab_cmd *cmd, struct ivlab_ctx *ctx, int argc, c
 	if (!ok && ivlab_interrupted() && !ctx->exit_status)
 		ctx->exit_status = 128 + ivlab_interrupted();
 	g_clear_pointer(&ctx->session, labsession_free);
-	if (lock_fd >= 0)
-		close(lock_fd);
 	return ok;
 }

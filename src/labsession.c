@@ -36,6 +36,8 @@ void labsession_free(struct lab_session *session)
 	if (session->domains)
 		g_ptr_array_unref(session->domains);
 	labrun_free(session->run);
+	if (session->lock_fd >= 0)
+		close(session->lock_fd);
 	if (session->conn)
 		virConnectClose(session->conn);
 	lab_free(session->lab);
@@ -90,6 +92,7 @@ struct lab_session *labsession_new(struct lab *lab)
 	session->lab = lab;
 	session->path = g_strdup(lab->path);
 	session->opener = open_channel;
+	session->lock_fd = -1;
 	session->n_guests = lab->guests->len;
 	session->guests = g_new0(struct session_guest, session->n_guests);
 	for (guint i = 0; i < session->n_guests; i++) {
@@ -145,9 +148,16 @@ gboolean labsession_attach(struct lab_session *session, const char *uri, guint n
 {
 	if (needs & (LABSESSION_CONNECTION | LABSESSION_RUNNING)) {
 		session->conn = virt_connect(uri, error);
-		if (!session->conn || !find_domains(session, error))
+		if (!session->conn)
 			return FALSE;
 	}
+	/* Taken before the lab's domains and state are read, and only once
+	 * libvirt answered: a refused command leaves no lock file behind. */
+	if ((needs & LABSESSION_LOCK) &&
+	    (session->lock_fd = labrun_lock(session->lab->name, error)) < 0)
+		return FALSE;
+	if (session->conn && !find_domains(session, error))
+		return FALSE;
 	if ((needs & LABSESSION_RUN) && !(session->run = labrun_load(session->lab->name, error)))
 		return FALSE;
 	if ((needs & LABSESSION_RUNNING) && !session->domains->len)

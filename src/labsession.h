@@ -16,6 +16,7 @@ enum labsession_needs {
 	LABSESSION_CONNECTION = 1 << 0, /* the libvirt connection and the lab's domains */
 	LABSESSION_RUN = 1 << 1,        /* the lab's recorded run state */
 	LABSESSION_RUNNING = 1 << 2,    /* refuse a lab none of whose domains is defined */
+	LABSESSION_LOCK = 1 << 3,       /* hold the lab's lock (labrun_lock()) */
 };
 
 /* How long a look that must not hold a command up (status) waits for an agent. */
@@ -53,6 +54,7 @@ struct lab_session {
 	guint n_guests;
 	labsession_opener opener;
 	gpointer opener_data;
+	int lock_fd;        /* the lab's lock with LABSESSION_LOCK, else -1 */
 };
 typedef struct lab_session LabSession;
 
