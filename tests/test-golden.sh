@@ -12,6 +12,8 @@
 export IVLAB_STATE_DIR=/var/lib/ivlab
 unset IVLAB_ACCEL
 data="$top_srcdir/tests/data"
+# ivlab resolves a lab's paths: a srcdir like build/../src shows without "..".
+real_srcdir=$(cd "$top_srcdir" && pwd -P)
 
 for lab in "$top_srcdir"/domains/*.xml "$data"/*.lab.xml; do
 	[ -f "$lab" ] || continue
@@ -37,7 +39,8 @@ for lab in "$top_srcdir"/domains/*.xml "$data"/*.lab.xml; do
 			not_ok "$case_name/$guest: ivlab xml failed: $(cat "$scratch/err")"
 			continue
 		fi
-		sed "s|$top_srcdir/|@top_srcdir@/|g" "$scratch/raw" >"$actual"
+		sed -e "s|$top_srcdir/|@top_srcdir@/|g" -e "s|$real_srcdir/|@top_srcdir@/|g" \
+			"$scratch/raw" >"$actual"
 		if [ "${IVLAB_REGENERATE:-}" = 1 ]; then
 			cp "$actual" "$expected"
 			ok "$case_name/$guest: regenerated $expected"
