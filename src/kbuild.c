@@ -127,6 +127,24 @@ static GPtrArray *find_kos(const char *dir, GError **error)
 	return g_steal_pointer(&kos);
 }
 
+char *kbuild_module_name(const char *src_dir)
+{
+	static const char *const files[] = { "Kbuild", "Makefile", NULL };
+	g_autoptr(GRegex) obj_m = g_regex_new("^\\s*obj-m\\s*[:+]?=\\s*([A-Za-z0-9_-]+)\\.o\\b",
+					      G_REGEX_MULTILINE, 0, NULL);
+
+	for (const char *const *file = files; *file; file++) {
+		g_autofree char *path = g_build_filename(src_dir, *file, NULL);
+		g_autofree char *text = NULL;
+		g_autoptr(GMatchInfo) match = NULL;
+
+		if (g_file_get_contents(path, &text, NULL, NULL) &&
+		    g_regex_match(obj_m, text, 0, &match))
+			return g_match_info_fetch(match, 1);
+	}
+	return g_path_get_basename(src_dir);
+}
+
 char *kbuild_user_module(const struct arch *arch, const char *kdir, const char *release,
 			 const char *src_dir, const char *cache_dir, GError **error)
 {

@@ -43,3 +43,7 @@ char *kbuild_dir_identity(const char *dir);
  * ERROR LINE (log: PATH)". */
 char *kbuild_user_module(const struct arch *arch, const char *kdir, const char *release,
 			 const char *src_dir, const char *cache_dir, GError **error);
+/* The module src_dir builds, as the first obj-m of its Kbuild or Makefile
+ * names it ("obj-m := ivring.o": "ivring"), else the directory's name: for
+ * messages before (or without) a build. */
+char *kbuild_module_name(const char *src_dir);

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "ivlab.h"
+#include "kbuild.h"
 #include "labsession.h"
 
 static void session_guest_clear(struct session_guest *sg)
@@ -332,7 +333,7 @@ gboolean labsession_learn_regions(struct lab_session *session, struct session_gu
 
 		if (binder) {
 			/* The user's driver owns it: ivlab's checks leave it alone. */
-			g_autofree char *module = g_path_get_basename(binder->src);
+			g_autofree char *module = kbuild_module_name(binder->src);
 
 			g_string_append_printf(seen_here, "%s%s bound to %s (not checked)",
 					       seen_here->len ? ", " : "", region->name, module);
