@@ -53,7 +53,7 @@ static bool region_open_device(struct region *region, const char *path)
 	return true;
 }
 
-static void region_close(struct region *region)
+void region_close(struct region *region)
 {
 	if (region->map)
 		munmap(region->map, region->size);

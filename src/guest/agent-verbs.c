@@ -654,6 +654,7 @@ static const struct verb {
 	{ IVLAB_AGENT_CHECKSUM, cmd_checksum },
 	{ IVLAB_AGENT_COPYTEST, cmd_copytest },
 	{ IVLAB_AGENT_DMESG, cmd_dmesg },
+	{ IVLAB_AGENT_DRVFUZZ, cmd_drvfuzz },
 	{ IVLAB_AGENT_DRVTEST, cmd_drvtest },
 	{ IVLAB_AGENT_EXEC, cmd_exec },
 	{ IVLAB_AGENT_FILL, cmd_fill },

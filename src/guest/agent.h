@@ -106,6 +106,7 @@ uint32_t crc32_update(uint32_t crc, const uint8_t *data, uint64_t len);
 /* agent-region.c: regions, their devices, and the doorbell */
 void regions_scan(void);
 void regions_rescan_if_missing(void);
+void region_close(struct region *region);
 void parse_cmdline(const char *path);
 bool add_file_region(const char *spec);
 struct region *arg_region(struct request *req, struct reply *reply);
@@ -115,6 +116,9 @@ bool region_needs_doorbell(struct request *req, struct region *region, struct re
 bool region_ring(struct region *region, uint32_t peer, uint32_t vector, struct reply *reply);
 int region_wait(struct region *region, uint32_t vector, uint64_t seen, uint32_t timeout_ms,
 		struct reply *reply);
+
+/* agent-drvfuzz.c: random ioctls on a region's device */
+bool cmd_drvfuzz(struct request *req, struct reply *reply);
 
 /* agent-proc.c: processes run for the host (spawn, poll, kill) */
 struct pollfd;

@@ -46,6 +46,7 @@
 #define IVLAB_AGENT_CHECKSUM		"checksum"
 #define IVLAB_AGENT_COPYTEST		"copytest"
 #define IVLAB_AGENT_DMESG		"dmesg"
+#define IVLAB_AGENT_DRVFUZZ		"drvfuzz"
 #define IVLAB_AGENT_DRVTEST		"drvtest"
 #define IVLAB_AGENT_EXEC		"exec"
 #define IVLAB_AGENT_FILL		"fill"
