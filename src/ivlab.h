@@ -42,6 +42,8 @@ enum ivlab_cmd_needs {
 	CMD_OWN_OPTIONS = 1 << 5,       /* exec parses its options (subcommands) */
 	CMD_POSIX_OPTIONS = 1 << 6,     /* options end at the first operand (ivlab exec
 					 * g ls -l: -l is the command's) */
+	CMD_LOCAL_URI = 1 << 7,         /* refuses a libvirt URI of another host: what it
+					 * starts (servers, images) is on this machine */
 };
 
 struct ivlab_cmd {
