@@ -144,6 +144,15 @@ char *ivlab_format_size(guint64 bytes);
 /* Print a JSON document on stdout, compact, on one line. */
 void ivlab_print_json(JsonNode *root);
 
+/* The format version of every JSON document ivlab prints (status --json,
+ * image list --json, bench --json): raised when a field changes meaning or
+ * goes away, not when one is added. Their schemas are in man/schema/. */
+#define IVLAB_JSON_VERSION 1
+
+/* Begin a JSON document: an object whose first members are "version"
+ * (IVLAB_JSON_VERSION) and "ivlab" (the program's version). */
+void ivlab_json_begin(JsonBuilder *builder);
+
 /* Does name pass a --filter GLOB (NULL selects everything)? */
 gboolean ivlab_filter_match(const char *filter, const char *name);
 

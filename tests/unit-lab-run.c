@@ -8,6 +8,7 @@
 #include <unistd.h>
 #include <glib/gstdio.h>
 #include <libxml/parser.h>
+#include <libxml/relaxng.h>
 
 #include "agentlink.h"
 #include "ivlab.h"
@@ -214,6 +215,24 @@ static void test_link_endless_line(void)
 	g_thread_join(thread);
 }
 
+/* doc against man/schema/junit.rng, the grammar ivlab(1) documents. */
+static int junit_validate(xmlDoc *doc)
+{
+	g_autofree char *rng = g_build_filename(g_getenv("top_srcdir"), "man", "schema", "junit.rng", NULL);
+	xmlRelaxNGParserCtxtPtr parser = xmlRelaxNGNewParserCtxt(rng);
+	xmlRelaxNGPtr schema = xmlRelaxNGParse(parser);
+	xmlRelaxNGValidCtxtPtr valid;
+	int result;
+
+	g_assert_nonnull(schema);
+	valid = xmlRelaxNGNewValidCtxt(schema);
+	result = xmlRelaxNGValidateDoc(valid, doc);
+	xmlRelaxNGFreeValidCtxt(valid);
+	xmlRelaxNGFree(schema);
+	xmlRelaxNGFreeParserCtxt(parser);
+	return result;
+}
+
 static void test_report(void)
 {
 	g_autoptr(Report) report = report_new("lab");
@@ -251,6 +270,9 @@ static void test_report(void)
 	xmlChar *failures = xmlGetProp(suite, (const xmlChar *)"failures");
 	g_assert_cmpstr((const char *)failures, ==, "1");
 	xmlFree(failures);
+	g_assert_cmpint(junit_validate(doc), ==, 0);
+	xmlSetProp(suite, (const xmlChar *)"tests", (const xmlChar *)"many");
+	g_assert_cmpint(junit_validate(doc), !=, 0);
 	xmlFreeDoc(doc);
 	g_unlink(path);
 	g_rmdir(dir);
