@@ -21,7 +21,8 @@ packages="
 	gcc-aarch64-linux-gnu libc6-dev-arm64-cross linux-kbuild-6.1
 	linux-headers-$(dpkg --print-architecture) linux-source-6.1 perl
 	busybox-static cpio xz-utils zstd
-	python3 mandoc valgrind tmux socat procps psmisc
+	bash-completion debhelper dpkg-dev fakeroot lintian git
+	python3 python3-jsonschema mandoc valgrind tmux socat procps psmisc
 "
 
 export DEBIAN_FRONTEND=noninteractive

@@ -72,14 +72,16 @@ static void add_item(JsonBuilder *builder, const struct labbench_item *item)
 	json_builder_end_object(builder);
 }
 
-static void print_json(const struct lab *lab, GPtrArray *items)
+static void print_json(const struct lab_session *session, GPtrArray *items)
 {
 	static const char *const lists[] = { "copy", "pingpong" };
 	g_autoptr(JsonBuilder) builder = json_builder_new();
 	g_autoptr(JsonNode) root = NULL;
+	g_autofree char *file = g_canonicalize_filename(session->path, NULL);
 
-	json_builder_begin_object(builder);
-	add_string(builder, "lab", lab->name);
+	ivlab_json_begin(builder);
+	add_string(builder, "lab", session->lab->name);
+	add_string(builder, "file", file);
 	add_int(builder, "iterations", iterations);
 	for (guint kind = 0; kind < G_N_ELEMENTS(lists); kind++) {
 		json_builder_set_member_name(builder, lists[kind]);
@@ -169,7 +171,7 @@ static gboolean cmd_bench_exec(const struct ivlab_cmd *self, struct ivlab_ctx *c
 	if (!items->len)
 		return ivlab_fail(error, "no measurement matches the filter '%s'", filter ? filter : "*");
 	if (as_json)
-		print_json(lab, items);
+		print_json(ctx->session, items);
 	else
 		print_table(lab, items);
 	fflush(stdout);

@@ -121,7 +121,7 @@ static gboolean image_list(const struct ivlab_cmd *self, int argc, char **argv, 
 {
 	gboolean json = FALSE;
 	const GOptionEntry entries[] = {
-		{ "json", 0, 0, G_OPTION_ARG_NONE, &json, "print a JSON array", NULL },
+		{ "json", 0, 0, G_OPTION_ARG_NONE, &json, "print JSON (an object with the images)", NULL },
 		{ NULL },
 	};
 	g_autoptr(GString) out = g_string_new(NULL);
@@ -132,6 +132,8 @@ static gboolean image_list(const struct ivlab_cmd *self, int argc, char **argv, 
 		return FALSE;
 	if (argc > 1)
 		return cmd_usage_error(error, self, "list: unexpected argument '%s'", argv[1]);
+	ivlab_json_begin(builder);
+	json_builder_set_member_name(builder, "images");
 	json_builder_begin_array(builder);
 	g_string_append_printf(out, "%-8s %-18s %9s %-20s %s\n", "ARCH", "KERNEL", "SIZE", "BUILT",
 			       "PATH");
@@ -152,6 +154,7 @@ static gboolean image_list(const struct ivlab_cmd *self, int argc, char **argv, 
 				       info->intact ? "" : " (damaged: rebuild with --force)");
 	}
 	json_builder_end_array(builder);
+	json_builder_end_object(builder);
 	if (json) {
 		g_autoptr(JsonNode) root = json_builder_get_root(builder);
 

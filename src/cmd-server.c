@@ -612,7 +612,7 @@ static const GOptionEntry entries[] = {
 	{ "vectors", 'n', 0, G_OPTION_ARG_STRING, &args.vectors_text,
 	  "interrupt vectors per peer, 1..64 (default 1); the devices' vectors= must match", "N" },
 	{ "shm-name", 0, 0, G_OPTION_ARG_STRING, &args.shm_name,
-	  "use POSIX shared memory /dev/shm/NAME instead of a memfd", "NAME" },
+	  "use POSIX shared memory /dev/shm/NAME instead of a memfd (empty: the memfd)", "NAME" },
 	{ "shm-dir", 0, 0, G_OPTION_ARG_FILENAME, &args.shm_dir,
 	  "use a file created in DIR (tmpfs, hugetlbfs) instead of a memfd", "DIR" },
 	{ "max-peers", 0, 0, G_OPTION_ARG_STRING, &args.max_peers_text,
@@ -652,6 +652,10 @@ static gboolean cmd_server_check(const struct ivlab_cmd *cmd, int argc, char **a
 		return TRUE;
 	if (args.daemonize && args.foreground)
 		return cmd_usage_error(error, cmd, "--daemon and --foreground exclude each other");
+	/* --shm-name= (empty) is the memfd default, so a unit can always pass
+	 * its configuration's SHM=. */
+	if (args.shm_name && !*args.shm_name)
+		g_clear_pointer(&args.shm_name, g_free);
 	if (args.shm_name && args.shm_dir)
 		return cmd_usage_error(error, cmd, "--shm-name and --shm-dir exclude each other");
 	return server_args_options(cmd, &args, &opts, error);

@@ -58,7 +58,7 @@ const struct ivlab_cmd cmd_up_entry = {
 		"every guest persistently and starts them together, then waits until each guest's\n"
 		"agent answers. A lab that is already up is left alone; a failed 'up' is undone.",
 	.options = entries,
-	.needs = CMD_NEEDS_CONNECTION | CMD_NEEDS_RUN | CMD_LOCKS_LAB,
+	.needs = CMD_NEEDS_CONNECTION | CMD_NEEDS_RUN | CMD_LOCKS_LAB | CMD_LOCAL_URI,
 	.check = cmd_up_check,
 	.exec = cmd_up_exec,
 };

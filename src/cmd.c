@@ -6,6 +6,7 @@
 
 #include "ivlab.h"
 #include "labsession.h"
+#include "virt.h"
 
 extern const struct ivlab_cmd cmd_bench_entry;
 extern const struct ivlab_cmd cmd_console_entry;
@@ -168,6 +169,11 @@ gboolean cmd_run(const struct ivlab_cmd *cmd, struct ivlab_ctx *ctx, int argc, c
 	}
 	if (cmd->check && !cmd->check(cmd, argc, argv, error))
 		return FALSE;
+	if ((cmd->needs & CMD_LOCAL_URI) && !virt_uri_is_local(ctx->uri))
+		return ivlab_fail(error, "%s: %s is another host's libvirt: the lab's ivshmem servers and "
+				  "images are made on this machine, so '%s' works through a local URI only "
+				  "(remote labs are not supported yet; status, console and down work through any URI)",
+				  cmd->name, ctx->uri, cmd->name);
 	if (cmd->needs & (CMD_NEEDS_LAB | CMD_NEEDS_CONNECTION | CMD_NEEDS_RUN | CMD_NEEDS_RUNNING_LAB)) {
 		ctx->session = labsession_open(ctx->lab_path, error);
 		if (!ctx->session)

@@ -45,6 +45,8 @@ enum ivlab_cmd_needs {
 					 * g ls -l: -l is the command's) */
 	CMD_LOCKS_LAB = 1 << 7,         /* one at a time per lab (up, restart): the lab's
 					 * lock is taken before its state is read */
+	CMD_LOCAL_URI = 1 << 8,         /* refuses a libvirt URI of another host: what it
+					 * starts (servers, images) is on this machine */
 };
 
 struct ivlab_cmd {
@@ -154,6 +156,15 @@ char *ivlab_format_size(guint64 bytes);
 
 /* Print a JSON document on stdout, compact, on one line. */
 void ivlab_print_json(JsonNode *root);
+
+/* The format version of every JSON document ivlab prints (status --json,
+ * image list --json, bench --json): raised when a field changes meaning or
+ * goes away, not when one is added. Their schemas are in man/schema/. */
+#define IVLAB_JSON_VERSION 1
+
+/* Begin a JSON document: an object whose first members are "version"
+ * (IVLAB_JSON_VERSION) and "ivlab" (the program's version). */
+void ivlab_json_begin(JsonBuilder *builder);
 
 /* Does name pass a --filter GLOB (NULL selects everything)? */
 gboolean ivlab_filter_match(const char *filter, const char *name);

@@ -207,12 +207,13 @@ static void add_region(JsonBuilder *builder, const struct region_status *status)
 JsonNode *labstatus_to_json(const struct lab_status *status)
 {
 	g_autoptr(JsonBuilder) builder = json_builder_new();
+	g_autofree char *file = g_canonicalize_filename(status->session->path, NULL);
 
-	json_builder_begin_object(builder);
+	ivlab_json_begin(builder);
 	json_builder_set_member_name(builder, "lab");
 	json_builder_add_string_value(builder, status->session->lab->name);
 	json_builder_set_member_name(builder, "file");
-	json_builder_add_string_value(builder, status->session->path);
+	json_builder_add_string_value(builder, file);
 	json_builder_set_member_name(builder, "up");
 	json_builder_add_boolean_value(builder, status->up);
 	json_builder_set_member_name(builder, "guests");

@@ -178,7 +178,7 @@ const char *ivlab_state_dir(void)
 		return dir;
 	const char *env = g_getenv("IVLAB_STATE_DIR");
 	if (env && *env)
-		dir = g_strdup(env);
+		dir = g_canonicalize_filename(env, NULL); /* every path ivlab prints is absolute */
 	else if (geteuid() == 0)
 		dir = g_strdup("/var/lib/ivlab");
 	else
@@ -250,6 +250,15 @@ gboolean ivlab_name_is_safe(const char *name)
 		if (!g_ascii_isalnum(*c) && *c != '-' && *c != '_')
 			return FALSE;
 	return TRUE;
+}
+
+void ivlab_json_begin(JsonBuilder *builder)
+{
+	json_builder_begin_object(builder);
+	json_builder_set_member_name(builder, "version");
+	json_builder_add_int_value(builder, IVLAB_JSON_VERSION);
+	json_builder_set_member_name(builder, "ivlab");
+	json_builder_add_string_value(builder, PACKAGE_VERSION);
 }
 
 void ivlab_print_json(JsonNode *root)

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
+#include <gio/gio.h>
 #include <libvirt/virterror.h>
 #include <libxml/parser.h>
 #include <libxml/tree.h>
@@ -113,6 +114,38 @@ virConnectPtr virt_connect(const char *uri, GError **error)
 		return NULL;
 	}
 	return conn;
+}
+
+static gboolean host_is_this_machine(const char *host)
+{
+	g_autoptr(GInetAddress) address = g_inet_address_new_from_string(host);
+	g_autofree char *short_name = g_strdup(g_get_host_name());
+
+	if (address)
+		return g_inet_address_get_is_loopback(address);
+	if (g_ascii_strcasecmp(host, "localhost") == 0 || g_str_has_suffix(host, ".localhost") ||
+	    g_ascii_strcasecmp(host, "localhost.localdomain") == 0)
+		return TRUE;
+	if (g_ascii_strcasecmp(host, g_get_host_name()) == 0)
+		return TRUE;
+	short_name[strcspn(short_name, ".")] = '\0';
+	return g_ascii_strcasecmp(host, short_name) == 0;
+}
+
+gboolean virt_uri_is_local(const char *uri)
+{
+	g_autoptr(GUri) parsed = NULL;
+	const char *host;
+
+	if (!uri || !*uri)
+		return TRUE; /* libvirt's own default: a local daemon */
+	parsed = g_uri_parse(uri, G_URI_FLAGS_NON_DNS | G_URI_FLAGS_PARSE_RELAXED, NULL);
+	if (!parsed)
+		return FALSE;
+	if (g_str_has_suffix(g_uri_get_scheme(parsed), "+unix"))
+		return TRUE;
+	host = g_uri_get_host(parsed);
+	return !host || !*host || host_is_this_machine(host);
 }
 
 void virt_meta_free(struct virt_meta *meta)

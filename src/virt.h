@@ -24,6 +24,11 @@ gboolean virt_dom_error(GError **error, virDomainPtr dom, const char *fmt, ...) 
  * libvirtd. */
 virConnectPtr virt_connect(const char *uri, GError **error);
 
+/* Whether uri reaches the libvirt daemon of this machine: no host, a UNIX
+ * socket transport, a loopback address or this machine's name. The servers
+ * and images `up` makes are local; a lab cannot run on a remote daemon yet. */
+gboolean virt_uri_is_local(const char *uri);
+
 /* What a domain's ivlab metadata says, or NULL when it has none. */
 struct virt_meta {
 	char *lab;   /* lab name */

@@ -159,6 +159,8 @@ for server in status["servers"]:
 for region in status["regions"]:
     assert region["shm_present"], region
 ' "$scratch/status.json"
+	json_schema_check "status --json of the running lab matches status.schema.json" \
+		status.schema.json "$scratch/status.json"
 
 	start=$(date +%s.%N)
 	"$IVLAB" -f "$lab" test --tap --junit "$scratch/junit.xml" >"$scratch/test.tap" 2>"$scratch/test.err"
@@ -184,6 +186,8 @@ import sys, xml.etree.ElementTree as ET
 suite = ET.parse(sys.argv[1]).getroot().find("testsuite")
 assert int(suite.get("tests")) == int(sys.argv[2]) and suite.get("failures") == "0"
 ' "$scratch/junit.xml" "$checks"
+	check "test --junit matches junit.rng" \
+		xmllint --noout --relaxng "$top_srcdir/man/schema/junit.rng" "$scratch/junit.xml"
 
 	"$IVLAB" -f "$lab" test --filter 'agent/*' --tap >"$scratch/filter.tap" 2>/dev/null
 	check "test --filter runs only the matching checks" \

@@ -82,6 +82,28 @@ wait_until() {
 	done
 }
 
+# json_schema_check DESCRIPTION SCHEMA FILE: one test point: FILE is valid
+# against man/schema/SCHEMA (python3-jsonschema; a missing module skips
+# outside CI and fails in CI).
+json_schema_check() {
+	if ! "${PYTHON3:-python3}" -c 'import jsonschema' 2>/dev/null; then
+		skip_or_fail_point "$1: python3-jsonschema is not installed"
+		return
+	fi
+	if "${PYTHON3:-python3}" -c '
+import json, sys, jsonschema
+schema = json.load(open(sys.argv[1]))
+jsonschema.validators.validator_for(schema).check_schema(schema)
+jsonschema.validate(json.load(open(sys.argv[2])), schema,
+                    format_checker=jsonschema.FormatChecker())
+' "$top_srcdir/man/schema/$2" "$3" >"$scratch/schema.err" 2>&1; then
+		ok "$1"
+	else
+		not_ok "$1"
+		diag "$(tail -n 20 "$scratch/schema.err")"
+	fi
+}
+
 diag() {
 	printf '%s\n' "$@" | sed 's/^/# /'
 }

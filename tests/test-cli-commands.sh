@@ -129,6 +129,11 @@ cat >"$scratch/cases" <<EOF
 2|^ivlab: up: unexpected argument 'x'|-c $nowhere up x
 2|^ivlab: up: Unknown option --bogus|-c $nowhere up --bogus
 1|^ivlab: libvirt: cannot connect to|-c $nowhere up
+1|^ivlab: up: qemu+ssh://root@remote.example.org/system is another host's libvirt: .* local URI only|-c qemu+ssh://root@remote.example.org/system up
+1|^ivlab: up: qemu+tcp://192.0.2.7/system is another host's libvirt|-c qemu+tcp://192.0.2.7/system up --timeout 10
+1|^ivlab: libvirt: cannot connect to qemu+tcp://remote.invalid/system|-c qemu+tcp://remote.invalid/system status
+1|^ivlab: libvirt: cannot connect to qemu+tcp://remote.invalid/system|-c qemu+tcp://remote.invalid/system down
+1|^ivlab: libvirt: cannot connect to qemu+tcp://remote.invalid/system|-c qemu+tcp://remote.invalid/system console x86a
 2|^ivlab: xml: Unknown option --bogus|xml --bogus
 1|has no guest 'nosuch'|xml nosuch
 1|/nonexistent.xml: no such lab file|-f /nonexistent.xml xml

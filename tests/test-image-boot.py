@@ -174,7 +174,7 @@ def main():
             if not ok(build.returncode == 0, "%s: ivlab image build" % arch, build.stderr):
                 continue
             listing = subprocess.run([IVLAB, "image", "list", "--json"], capture_output=True, text=True)
-            images = {image["arch"]: image for image in json.loads(listing.stdout)}
+            images = {image["arch"]: image for image in json.loads(listing.stdout)["images"]}
             if not ok(arch in images and images[arch]["intact"], "%s: the image is listed and intact" % arch, listing.stdout):
                 continue
             boot(arch, images[arch], workdir)

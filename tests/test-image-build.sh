@@ -99,13 +99,14 @@ check "image list has a header" grep -q "^ARCH *KERNEL *SIZE *BUILT *PATH" "$scr
 "$IVLAB" image list --json >"$scratch/list.json" 2>&1
 check "image list --json is JSON" "${PYTHON3:-python3}" -c "
 import json, sys
-images = json.load(open(sys.argv[1]))
+images = json.load(open(sys.argv[1]))['images']
 assert isinstance(images, list)
 for image in images:
     assert image['arch'] in ('x86_64', 'aarch64'), image
     assert image['intact'] is True, image
     assert image['vmlinuz_size'] > 0 and image['initrd_size'] > 0, image
 " "$scratch/list.json"
+json_schema_check "image list --json matches image-list.schema.json" image-list.schema.json "$scratch/list.json"
 
 # Concurrent builds of one arch wait on the image's lock instead of colliding.
 if command -v flock >/dev/null 2>&1 && [ -f "$state/images/x86_64/manifest" ]; then

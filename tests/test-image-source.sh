@@ -90,7 +90,7 @@ check "...from the cache (no request)" [ "$(requests)" -eq 1 ]
 "$IVLAB" image list --json >"$scratch/list.json" 2>&1
 check "...and is intact again" "${PYTHON3:-python3}" -c "
 import json, sys
-images = json.load(open(sys.argv[1]))
+images = json.load(open(sys.argv[1]))['images']
 assert [i['intact'] for i in images if i['arch'] == 'x86_64'] == [True], images
 " "$scratch/list.json"
 

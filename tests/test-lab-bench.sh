@@ -53,6 +53,7 @@ for p in pairs.values():
 for c in copies.values():
     print("# %s to %.1f from %.1f ram %.1f MB/s" % (c["name"], c["to_region_mbps"], c["from_region_mbps"], c["ram_mbps"]))
 ' "$scratch/bench.json" "$name"
+json_schema_check "bench --json matches bench.schema.json" bench.schema.json "$scratch/bench.json"
 
 "$IVLAB" -f "$lab" bench --filter 'pingpong/*/left->*' --iterations 20 >"$scratch/filter.out" 2>"$scratch/filter.err"
 check "bench --filter runs only the matching measurements (a table)" \

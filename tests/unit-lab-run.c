@@ -8,6 +8,7 @@
 #include <unistd.h>
 #include <glib/gstdio.h>
 #include <libxml/parser.h>
+#include <libxml/relaxng.h>
 
 #include "agentlink.h"
 #include "ivlab.h"
@@ -214,6 +215,24 @@ static void test_link_endless_line(void)
 	g_thread_join(thread);
 }
 
+/* doc against man/schema/junit.rng, the grammar ivlab(1) documents. */
+static int junit_validate(xmlDoc *doc)
+{
+	g_autofree char *rng = g_build_filename(g_getenv("top_srcdir"), "man", "schema", "junit.rng", NULL);
+	xmlRelaxNGParserCtxtPtr parser = xmlRelaxNGNewParserCtxt(rng);
+	xmlRelaxNGPtr schema = xmlRelaxNGParse(parser);
+	xmlRelaxNGValidCtxtPtr valid;
+	int result;
+
+	g_assert_nonnull(schema);
+	valid = xmlRelaxNGNewValidCtxt(schema);
+	result = xmlRelaxNGValidateDoc(valid, doc);
+	xmlRelaxNGFreeValidCtxt(valid);
+	xmlRelaxNGFree(schema);
+	xmlRelaxNGFreeParserCtxt(parser);
+	return result;
+}
+
 static void test_report(void)
 {
 	g_autoptr(Report) report = report_new("lab");
@@ -251,6 +270,9 @@ static void test_report(void)
 	xmlChar *failures = xmlGetProp(suite, (const xmlChar *)"failures");
 	g_assert_cmpstr((const char *)failures, ==, "1");
 	xmlFree(failures);
+	g_assert_cmpint(junit_validate(doc), ==, 0);
+	xmlSetProp(suite, (const xmlChar *)"tests", (const xmlChar *)"many");
+	g_assert_cmpint(junit_validate(doc), !=, 0);
 	xmlFreeDoc(doc);
 	g_unlink(path);
 	g_rmdir(dir);
@@ -327,6 +349,25 @@ static void test_connect_errors(void)
 	g_assert_nonnull(strstr(error->message, "libvirtd -d"));
 }
 
+static void test_uri_is_local(void)
+{
+	g_autofree char *here = g_strdup_printf("qemu+ssh://root@%s/system", g_get_host_name());
+	const char *const local[] = {
+		"qemu:///system", "qemu:///session", "test:///default", "qemu+unix:///system",
+		"qemu+unix:///system?socket=/tmp/s", "qemu+ssh://localhost/system",
+		"qemu+tcp://127.0.0.1/system", "qemu+ssh://[::1]/system", here,
+	};
+	const char *const remote[] = {
+		"qemu+ssh://root@remote.example.org/system", "qemu+tcp://192.0.2.7/system",
+		"qemu+tls://[2001:db8::1]/system", "qemu+ssh://other/session",
+	};
+
+	for (gsize i = 0; i < G_N_ELEMENTS(local); i++)
+		g_assert_true(virt_uri_is_local(local[i]));
+	for (gsize i = 0; i < G_N_ELEMENTS(remote); i++)
+		g_assert_false(virt_uri_is_local(remote[i]));
+}
+
 int main(int argc, char **argv)
 {
 	g_autofree char *state = g_dir_make_tmp("unit-lab-run-state-XXXXXX", NULL);
@@ -343,6 +384,7 @@ int main(int argc, char **argv)
 	g_test_add_func("/report/tap-junit", test_report);
 	g_test_add_func("/virt/lab-domains", test_lab_domains);
 	g_test_add_func("/virt/connect-errors", test_connect_errors);
+	g_test_add_func("/virt/uri-is-local", test_uri_is_local);
 	status = g_test_run();
 	g_rmdir(state);
 	return status;
