@@ -33,10 +33,14 @@ static gboolean cmd_restart_exec(const struct ivlab_cmd *self, struct ivlab_ctx 
 	gint64 started = g_get_monotonic_time();
 	gboolean ok;
 
+	/* Names first, a usage error: before libvirt is asked anything. */
 	for (int i = 1; i < argc; i++)
 		if (!labsession_guest(session, argv[i]))
 			return cmd_usage_error(error, self, "the lab '%s' (%s) has no guest '%s'",
 					       session->lab->name, session->path, argv[i]);
+	if (!labsession_attach(session, ctx->uri,
+			       LABSESSION_CONNECTION | LABSESSION_RUNNING | LABSESSION_RUN, error))
+		return FALSE;
 	ok = labrestart_plan(session, argc - 1, argv + 1, &plan, error);
 	if (ok && !plan.guests->len)
 		ivlab_info("lab '%s': nothing changed since its guests started; nothing to restart",
@@ -67,7 +71,7 @@ const struct ivlab_cmd cmd_restart_entry = {
 		"needs 'ivlab down' and 'ivlab up'.",
 	.options = entries,
 	.max_args = -1,
-	.needs = CMD_NEEDS_RUNNING_LAB | CMD_NEEDS_RUN,
+	.needs = CMD_NEEDS_LAB, /* the rest once the guests are checked */
 	.check = cmd_restart_check,
 	.exec = cmd_restart_exec,
 };

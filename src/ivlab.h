@@ -127,6 +127,12 @@ gboolean ivlab_copy_tree(const char *from, const char *to, GError **error); /* c
 GPtrArray *ivlab_dir_names(const char *dir);
 /* Adds a file's or a tree's names and contents, in sorted order, to sum. */
 void ivlab_hash_tree(GChecksum *sum, const char *path, const char *name);
+/* A build output in a source tree (*.o, *.ko, *.mod*, .*.cmd, Module.symvers,
+ * modules.order, ...; and .git): not part of the source. */
+gboolean ivlab_is_build_output(const char *name);
+/* A source tree's regular files (symlinks followed), paths and contents,
+ * build outputs left out: what a module's build depends on. */
+void ivlab_hash_source(GChecksum *sum, const char *dir);
 /* An exclusive flock on path, waiting (and saying so with ivlab_info(),
  * naming waiting_for) while another holder has it; close() releases it.
  * -1 with error set on failure. */

@@ -231,20 +231,6 @@ gboolean labboot_prepare(const struct lab *lab, GError **error)
 
 /* --- what a guest boots with, for `up` to tell what changed ------------- */
 
-/* What a module's build leaves in its tree: not part of the source. */
-static gboolean build_output(const char *name)
-{
-	static const char *const patterns[] = {
-		"*.o", "*.ko", "*.mod", "*.mod.*", ".*.cmd", ".*.d", "Module.symvers",
-		"modules.order", ".tmp_*", ".cache.mk", ".git", NULL,
-	};
-
-	for (guint i = 0; patterns[i]; i++)
-		if (g_pattern_match_simple(patterns[i], name))
-			return TRUE;
-	return FALSE;
-}
-
 static void hash_string(GChecksum *sum, const char *text)
 {
 	g_checksum_update(sum, (const guchar *)(text ? text : ""), strlen(text ? text : "") + 1);
@@ -263,28 +249,24 @@ static void hash_file(GChecksum *sum, const char *path)
 			  g_mapped_file_get_length(mapped));
 }
 
-/* dir's tree under name: each entry's path, kind, mode (not a module's),
- * a symlink's target, a file's bytes; module trees leave build outputs out
- * and follow symlinks as the build does. */
-static void hash_tree(GChecksum *sum, const char *dir, const char *name, gboolean module)
+/* dir's tree under name: each entry's path, mode, a symlink's target, a
+ * file's bytes (what add_tree() delivers). */
+static void hash_tree(GChecksum *sum, const char *dir, const char *name)
 {
 	g_autoptr(GPtrArray) names = ivlab_dir_names(dir);
 
 	for (guint i = 0; i < names->len; i++) {
-		const char *entry = names->pdata[i];
-		g_autofree char *path = g_build_filename(dir, entry, NULL);
-		g_autofree char *sub = g_build_filename(name, entry, NULL);
+		g_autofree char *path = g_build_filename(dir, names->pdata[i], NULL);
+		g_autofree char *sub = g_build_filename(name, names->pdata[i], NULL);
 		g_autofree char *header = NULL;
 		struct stat st;
 
-		if (module && build_output(entry))
+		if (lstat(path, &st) != 0)
 			continue;
-		if ((module ? stat(path, &st) : lstat(path, &st)) != 0)
-			continue;
-		header = g_strdup_printf("%s %o", sub, module ? 0 : (guint)st.st_mode);
+		header = g_strdup_printf("%s %o", sub, (guint)st.st_mode);
 		hash_string(sum, header);
 		if (S_ISDIR(st.st_mode)) {
-			hash_tree(sum, path, sub, module);
+			hash_tree(sum, path, sub);
 		} else if (S_ISLNK(st.st_mode)) {
 			g_autofree char *target = g_file_read_link(path, NULL);
 
@@ -322,7 +304,7 @@ GPtrArray *labboot_inputs(const struct lab_guest *guest)
 		const struct lab_module *module = g_ptr_array_index(guest->modules, i);
 		g_autoptr(GChecksum) sum = g_checksum_new(G_CHECKSUM_SHA256);
 
-		hash_tree(sum, module->src, "", TRUE);
+		ivlab_hash_source(sum, module->src);
 		add_input(inputs, sum, g_strdup_printf("module %s", module->src));
 		hash_string(settings, module->src);
 		hash_string(settings, module->params);
@@ -344,7 +326,7 @@ GPtrArray *labboot_inputs(const struct lab_guest *guest)
 		const char *dir = g_ptr_array_index(guest->overlays, i);
 		g_autoptr(GChecksum) sum = g_checksum_new(G_CHECKSUM_SHA256);
 
-		hash_tree(sum, dir, "", FALSE);
+		hash_tree(sum, dir, "");
 		add_input(inputs, sum, g_strdup_printf("overlay %s", dir));
 	}
 	if (guest->kernel) {
