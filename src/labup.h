@@ -1,6 +1,6 @@
-/* labup.h: the steps of bringing a lab's guests up, shared by `up` and by
- * the restart check of `test`: images, define, start in parallel with the
- * console captured, and wait for each agent's hello. */
+/* labup.h: the steps of bringing a lab's guests up, shared by `up`, the
+ * restart check of `test` and `restart`: images, define, start in parallel
+ * with the console captured, and wait for each agent's hello. */
 #ifndef IVLAB_LABUP_H
 #define IVLAB_LABUP_H
 
