@@ -40,6 +40,8 @@ static gboolean cmd_up_exec(const struct ivlab_cmd *self, struct ivlab_ctx *ctx,
 	ok = labup_plan(session, &plan, error);
 	if (ok && plan.summary)
 		ivlab_info("%s", plan.summary);
+	for (guint i = 0; ok && i < plan.changes->len; i++)
+		ivlab_info("%s", (char *)plan.changes->pdata[i]);
 	ok = ok && labup_apply(session, &plan, timeout_seconds, keep_failed, error);
 	if (ok && plan.kind != LABUP_ALREADY_UP)
 		ivlab_info("lab '%s' is up: %u guests ready in %.1f s", session->lab->name,

@@ -16,6 +16,7 @@ extern const struct ivlab_cmd cmd_exec_entry;
 extern const struct ivlab_cmd cmd_help_entry;
 extern const struct ivlab_cmd cmd_image_entry;
 extern const struct ivlab_cmd cmd_peer_entry;
+extern const struct ivlab_cmd cmd_restart_entry;
 extern const struct ivlab_cmd cmd_server_entry;
 extern const struct ivlab_cmd cmd_status_entry;
 extern const struct ivlab_cmd cmd_test_entry;
@@ -32,6 +33,7 @@ static const struct ivlab_cmd *const commands[] = {
 	&cmd_help_entry,
 	&cmd_image_entry,
 	&cmd_peer_entry,
+	&cmd_restart_entry,
 	&cmd_server_entry,
 	&cmd_status_entry,
 	&cmd_test_entry,

@@ -146,6 +146,12 @@ gboolean ivlab_copy_tree(const char *from, const char *to, GError **error); /* c
 GPtrArray *ivlab_dir_names(const char *dir);
 /* Adds a file's or a tree's names and contents, in sorted order, to sum. */
 void ivlab_hash_tree(GChecksum *sum, const char *path, const char *name);
+/* A build output in a source tree (*.o, *.ko, *.mod*, .*.cmd, Module.symvers,
+ * modules.order, ...; and .git): not part of the source. */
+gboolean ivlab_is_build_output(const char *name);
+/* A source tree's regular files (symlinks followed), paths and contents,
+ * build outputs left out: what a module's build depends on. */
+void ivlab_hash_source(GChecksum *sum, const char *dir);
 typedef int IvlabLock;
 void ivlab_unlock(IvlabLock fd);
 G_DEFINE_AUTO_CLEANUP_FREE_FUNC(IvlabLock, ivlab_unlock, -1)

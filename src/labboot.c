@@ -228,3 +228,190 @@ gboolean labboot_prepare(const struct lab *lab, GError **error)
 	}
 	return TRUE;
 }
+
+/* --- what a guest boots with, for `up` to tell what changed ------------- */
+
+static void hash_string(GChecksum *sum, const char *text)
+{
+	g_checksum_update(sum, (const guchar *)(text ? text : ""), strlen(text ? text : "") + 1);
+}
+
+/* A file's bytes (a file that cannot be read hashes as such). */
+static void hash_file(GChecksum *sum, const char *path)
+{
+	g_autoptr(GMappedFile) mapped = g_mapped_file_new(path, FALSE, NULL);
+
+	if (!mapped) {
+		hash_string(sum, "\001unreadable");
+		return;
+	}
+	g_checksum_update(sum, (const guchar *)g_mapped_file_get_contents(mapped),
+			  g_mapped_file_get_length(mapped));
+}
+
+/* dir's tree under name: each entry's path, mode, a symlink's target, a
+ * file's bytes (what add_tree() delivers). */
+static void hash_tree(GChecksum *sum, const char *dir, const char *name)
+{
+	g_autoptr(GPtrArray) names = ivlab_dir_names(dir);
+
+	for (guint i = 0; i < names->len; i++) {
+		g_autofree char *path = g_build_filename(dir, names->pdata[i], NULL);
+		g_autofree char *sub = g_build_filename(name, names->pdata[i], NULL);
+		g_autofree char *header = NULL;
+		struct stat st;
+
+		if (lstat(path, &st) != 0)
+			continue;
+		header = g_strdup_printf("%s %o", sub, (guint)st.st_mode);
+		hash_string(sum, header);
+		if (S_ISDIR(st.st_mode)) {
+			hash_tree(sum, path, sub);
+		} else if (S_ISLNK(st.st_mode)) {
+			g_autofree char *target = g_file_read_link(path, NULL);
+
+			hash_string(sum, target);
+		} else if (S_ISREG(st.st_mode)) {
+			hash_file(sum, path);
+		}
+	}
+}
+
+static void add_input(GPtrArray *inputs, GChecksum *sum, char *what)
+{
+	struct labboot_input *input = g_new0(struct labboot_input, 1);
+
+	input->what = what;
+	input->digest = g_strdup(g_checksum_get_string(sum));
+	g_ptr_array_add(inputs, input);
+}
+
+static void input_free(gpointer data)
+{
+	struct labboot_input *input = data;
+
+	g_free(input->what);
+	g_free(input->digest);
+	g_free(input);
+}
+
+GPtrArray *labboot_inputs(const struct lab_guest *guest)
+{
+	GPtrArray *inputs = g_ptr_array_new_with_free_func(input_free);
+	g_autoptr(GChecksum) settings = g_checksum_new(G_CHECKSUM_SHA256);
+
+	for (guint i = 0; guest->modules && i < guest->modules->len; i++) {
+		const struct lab_module *module = g_ptr_array_index(guest->modules, i);
+		g_autoptr(GChecksum) sum = g_checksum_new(G_CHECKSUM_SHA256);
+
+		ivlab_hash_source(sum, module->src);
+		add_input(inputs, sum, g_strdup_printf("module %s", module->src));
+		hash_string(settings, module->src);
+		hash_string(settings, module->params);
+		for (guint r = 0; module->bind && r < module->bind->len; r++)
+			hash_string(settings, ((struct lab_region *)module->bind->pdata[r])->name);
+	}
+	for (guint i = 0; guest->files && i < guest->files->len; i++) {
+		const struct lab_file *file = g_ptr_array_index(guest->files, i);
+		g_autoptr(GChecksum) sum = g_checksum_new(G_CHECKSUM_SHA256);
+		g_autofree char *mode = g_strdup_printf("%o", file->mode);
+
+		if (file->arch && strcmp(file->arch, guest->arch) != 0)
+			continue;
+		hash_string(sum, mode);
+		hash_file(sum, file->src);
+		add_input(inputs, sum, g_strdup_printf("file %s (from %s)", file->dest, file->src));
+	}
+	for (guint i = 0; guest->overlays && i < guest->overlays->len; i++) {
+		const char *dir = g_ptr_array_index(guest->overlays, i);
+		g_autoptr(GChecksum) sum = g_checksum_new(G_CHECKSUM_SHA256);
+
+		hash_tree(sum, dir, "");
+		add_input(inputs, sum, g_strdup_printf("overlay %s", dir));
+	}
+	if (guest->kernel) {
+		g_autoptr(GChecksum) sum = g_checksum_new(G_CHECKSUM_SHA256);
+
+		hash_file(sum, guest->kernel);
+		if (guest->kernel_build_dir) {
+			g_autofree char *config = g_build_filename(guest->kernel_build_dir, ".config", NULL);
+
+			hash_file(sum, config);
+		}
+		add_input(inputs, sum, g_strdup_printf("kernel %s", guest->kernel));
+	}
+	/* What boot.conf says beside the files: params, binds, shares, <run>. */
+	for (guint i = 0; guest->shares && i < guest->shares->len; i++) {
+		const struct lab_share *share = g_ptr_array_index(guest->shares, i);
+
+		hash_string(settings, share->dest);
+		hash_string(settings, share->readonly ? "ro" : "rw");
+	}
+	for (guint i = 0; guest->runs && i < guest->runs->len; i++)
+		hash_string(settings, ((struct lab_run *)guest->runs->pdata[i])->command);
+	add_input(inputs, settings, g_strdup("boot settings (module params and binds, shares, <run>)"));
+	return inputs;
+}
+
+char **labboot_inputs_record(GPtrArray *inputs)
+{
+	char **lines = g_new0(char *, inputs->len + 1);
+
+	for (guint i = 0; i < inputs->len; i++) {
+		const struct labboot_input *input = inputs->pdata[i];
+
+		lines[i] = g_strdup_printf("%s %s", input->digest, input->what);
+	}
+	return lines;
+}
+
+/* The recorded digest of what, or NULL. */
+static const char *recorded_digest(char **recorded, const char *what, gsize *digest_len)
+{
+	for (char **line = recorded; line && *line; line++) {
+		const char *space = strchr(*line, ' ');
+
+		if (space && strcmp(space + 1, what) == 0) {
+			*digest_len = space - *line;
+			return *line;
+		}
+	}
+	return NULL;
+}
+
+char *labboot_inputs_changes(GPtrArray *inputs, char **recorded)
+{
+	g_autoptr(GPtrArray) changes = g_ptr_array_new_with_free_func(g_free);
+
+	for (guint i = 0; i < inputs->len; i++) {
+		const struct labboot_input *input = inputs->pdata[i];
+		gsize len = 0;
+		const char *digest = recorded_digest(recorded, input->what, &len);
+
+		if (!digest)
+			g_ptr_array_add(changes, g_strdup_printf("%s is new", input->what));
+		else if (len != strlen(input->digest) || strncmp(digest, input->digest, len) != 0)
+			g_ptr_array_add(changes, g_strdup_printf("%s changed", input->what));
+	}
+	for (char **line = recorded; line && *line; line++) {
+		const char *what = strchr(*line, ' ');
+		gboolean found = FALSE;
+
+		for (guint i = 0; what && i < inputs->len; i++)
+			found = found || strcmp(((struct labboot_input *)inputs->pdata[i])->what, what + 1) == 0;
+		if (what && !found)
+			g_ptr_array_add(changes, g_strdup_printf("%s is gone", what + 1));
+	}
+	if (!changes->len)
+		return NULL;
+	g_ptr_array_add(changes, NULL);
+	return g_strjoinv("; ", (char **)changes->pdata);
+}
+
+gboolean labboot_prepare_guest(const struct lab *lab, const struct lab_guest *guest,
+			       GError **error)
+{
+	g_autofree char *initrd = domxml_guest_initrd(lab, guest);
+
+	return !initrd || prepare_guest(lab, guest, initrd, error);
+}

@@ -24,4 +24,23 @@ gboolean labboot_prepare(const struct lab *lab, GError **error);
 gboolean labboot_write_overlay(const struct lab_guest *guest, GPtrArray *kos,
 			       const char *out_path, GError **error);
 
+/* One thing a guest boots with, by content: `up` records them when it
+ * boots the guest and tells what changed since, `restart` applies it. */
+struct labboot_input {
+	char *what;   /* "module DIR", "file DEST (from SRC)", "overlay DIR", "kernel IMAGE", ... */
+	char *digest; /* SHA-256 of its content (a module's source: build outputs left out) */
+};
+
+/* guest's inputs (struct labboot_input *), cheap: nothing is built. */
+GPtrArray *labboot_inputs(const struct lab_guest *guest);
+/* As the run state keeps them: "DIGEST WHAT" each. */
+char **labboot_inputs_record(GPtrArray *inputs);
+/* What differs from a record ("module DIR changed; file ... is new"), or
+ * NULL when nothing does. */
+char *labboot_inputs_changes(GPtrArray *inputs, char **recorded);
+
+/* labboot_prepare() for one guest. */
+gboolean labboot_prepare_guest(const struct lab *lab, const struct lab_guest *guest,
+			       GError **error);
+
 #endif

@@ -15,6 +15,7 @@
 #define GROUP_LAB "lab"
 #define GROUP_CREATED "created"
 #define GROUP_XML "domain-xml"
+#define GROUP_INPUTS "boot-inputs"
 
 void labrun_free(struct labrun *run)
 {
@@ -107,6 +108,17 @@ char *labrun_domain_xml(const struct labrun *run, const char *domain)
 	g_autofree char *escaped = g_key_file_get_string(run->keys, GROUP_XML, domain, NULL);
 
 	return escaped ? g_strcompress(escaped) : NULL;
+}
+
+void labrun_set_guest_inputs(struct labrun *run, const char *guest, char **lines)
+{
+	g_key_file_set_string_list(run->keys, GROUP_INPUTS, guest, (const char *const *)lines,
+				   g_strv_length(lines));
+}
+
+char **labrun_guest_inputs(const struct labrun *run, const char *guest)
+{
+	return g_key_file_get_string_list(run->keys, GROUP_INPUTS, guest, NULL, NULL);
 }
 
 void labrun_add(struct labrun *run, const char *kind, const char *item)

@@ -33,6 +33,11 @@ char *labrun_lab_digest(const struct labrun *run);
 void labrun_set_domain_xml(struct labrun *run, const char *domain, const char *xml);
 char *labrun_domain_xml(const struct labrun *run, const char *domain);
 
+/* What a guest booted with (labboot_inputs_record() lines), set when `up`
+ * or `restart` boots it; NULL when nothing is recorded. */
+void labrun_set_guest_inputs(struct labrun *run, const char *guest, char **lines);
+char **labrun_guest_inputs(const struct labrun *run, const char *guest);
+
 /* Things created, recorded before they are made so a crash leaves a trace. */
 void labrun_add(struct labrun *run, const char *kind /* "domains", "servers", "shm" */,
 		const char *item);

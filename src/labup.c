@@ -273,16 +273,6 @@ gboolean labup_define_and_start(virConnectPtr conn, const struct lab *lab, struc
 				GHashTable *wanted_xml, int timeout_seconds, GError **error)
 {
 	g_autoptr(GPtrArray) doms = g_ptr_array_new_with_free_func(virt_domain_unref);
-	g_autoptr(GAsyncQueue) done = g_async_queue_new();
-	g_autoptr(GPtrArray) threads = g_ptr_array_new();
-	g_autoptr(GPtrArray) failed = g_ptr_array_new_with_free_func(g_free);
-	GError *first = NULL;
-	struct ivlab_progress line;
-	gint64 started = g_get_monotonic_time();
-	guint ready = 0;
-	gboolean interrupted = FALSE;
-
-	ivlab_progress_init(&line);
 
 	for (guint i = 0; i < lab->guests->len; i++) {
 		const struct lab_guest *guest = g_ptr_array_index(lab->guests, i);
@@ -310,11 +300,27 @@ gboolean labup_define_and_start(virConnectPtr conn, const struct lab *lab, struc
 		}
 		g_ptr_array_add(doms, dom);
 	}
+	return labup_start_guests(lab, run, lab->guests, doms, timeout_seconds, NULL, error);
+}
 
+gboolean labup_start_guests(const struct lab *lab, struct labrun *run, GPtrArray *guests,
+			    GPtrArray *doms, int timeout_seconds, GHashTable *failed_names,
+			    GError **error)
+{
+	g_autoptr(GAsyncQueue) done = g_async_queue_new();
+	g_autoptr(GPtrArray) threads = g_ptr_array_new();
+	g_autoptr(GPtrArray) failed = g_ptr_array_new_with_free_func(g_free);
+	GError *first = NULL;
+	struct ivlab_progress line;
+	gint64 started = g_get_monotonic_time();
+	guint ready = 0;
+	gboolean interrupted = FALSE;
+
+	ivlab_progress_init(&line);
 	/* Every guest starts at once: each boot runs in its own thread. */
 	for (guint i = 0; i < doms->len; i++) {
 		virDomainPtr dom = g_ptr_array_index(doms, i);
-		const struct lab_guest *guest = g_ptr_array_index(lab->guests, i);
+		const struct lab_guest *guest = g_ptr_array_index(guests, i);
 		struct boot *boot = boot_new(dom, guest->name, !virt_is_running(dom),
 					     timeout_seconds * 1000, done);
 		g_autofree char *log_name = g_strdup_printf("%s.console.log", guest->name);
@@ -345,6 +351,8 @@ gboolean labup_define_and_start(virConnectPtr conn, const struct lab *lab, struc
 			if (!interrupted)
 				print_console_tail(boot);
 			g_ptr_array_add(failed, g_strdup(boot->name));
+			if (failed_names)
+				g_hash_table_add(failed_names, g_strdup(boot->name));
 			if (!first)
 				first = g_error_copy(boot->error);
 		} else {
@@ -378,6 +386,26 @@ gboolean labup_define_and_start(virConnectPtr conn, const struct lab *lab, struc
 	return TRUE;
 }
 
+void labup_record_inputs(struct labrun *run, const struct lab_guest *guest, GPtrArray *inputs)
+{
+	g_auto(GStrv) lines = labboot_inputs_record(inputs);
+
+	labrun_set_guest_inputs(run, guest->name, lines);
+}
+
+char *labup_guest_changes(struct labrun *run, const struct lab_guest *guest)
+{
+	g_auto(GStrv) recorded = labrun_guest_inputs(run, guest->name);
+	g_autoptr(GPtrArray) inputs = NULL;
+
+	if (!recorded) {
+		ivlab_debug("guest %s: what it booted with is not recorded", guest->name);
+		return NULL;
+	}
+	inputs = labboot_inputs(guest);
+	return labboot_inputs_changes(inputs, recorded);
+}
+
 /* Lines of "a" and "b" that differ, "- old" / "+ new", at most max lines. */
 static char *line_diff(const char *a, const char *b, guint max)
 {
@@ -403,9 +431,8 @@ static char *line_diff(const char *a, const char *b, guint max)
 	return g_string_free(g_steal_pointer(&out), FALSE);
 }
 
-/* What differs between the running lab and the lab file, or NULL. */
-static char *lab_differences(const struct lab *lab, struct labrun *run, GPtrArray *domains,
-			     GHashTable *wanted_xml)
+char *labup_differences(const struct lab *lab, struct labrun *run, GPtrArray *domains,
+			GHashTable *wanted_xml)
 {
 	g_autoptr(GPtrArray) diffs = g_ptr_array_new_with_free_func(g_free);
 
@@ -565,7 +592,7 @@ static gboolean plan_existing(struct lab_session *session, struct labup_plan *pl
 	GPtrArray *domains = session->domains;
 	g_autofree char *up_path = labrun_lab_path(run);
 	g_autofree char *up_digest = labrun_lab_digest(run);
-	g_autofree char *diff = lab_differences(lab, run, domains, plan->wanted_xml);
+	g_autofree char *diff = labup_differences(lab, run, domains, plan->wanted_xml);
 	g_autofree char *canon_up = up_path ? g_canonicalize_filename(up_path, NULL) : NULL;
 	g_autofree char *canon_now = g_canonicalize_filename(session->path, NULL);
 	gboolean same_file = canon_up && strcmp(canon_up, canon_now) == 0;
@@ -595,9 +622,19 @@ static gboolean plan_existing(struct lab_session *session, struct labup_plan *pl
 	}
 	if (all_running) {
 		plan->kind = LABUP_ALREADY_UP;
-		plan->summary = g_strdup_printf("lab '%s' is already up (%u guests running, from %s); "
-						"nothing to do", lab->name, domains->len,
-						up_path ? up_path : session->path);
+		for (guint i = 0; i < lab->guests->len; i++) {
+			const struct lab_guest *guest = g_ptr_array_index(lab->guests, i);
+			g_autofree char *changes = labup_guest_changes(run, guest);
+
+			if (changes)
+				g_ptr_array_add(plan->changes,
+						g_strdup_printf("guest %s: %s; run 'ivlab restart %s' to apply",
+								guest->name, changes, guest->name));
+		}
+		plan->summary = g_strdup_printf("lab '%s' is already up (%u guests running, from %s); %s",
+						lab->name, domains->len, up_path ? up_path : session->path,
+						plan->changes->len ? "what its guests boot with changed "
+						"since they started:" : "nothing to do");
 	} else {
 		plan->kind = LABUP_FINISH;
 		plan->summary = g_strdup_printf("lab '%s' is partly up: finishing it", lab->name);
@@ -610,6 +647,7 @@ gboolean labup_plan(struct lab_session *session, struct labup_plan *plan, GError
 	const struct lab *lab = session->lab;
 
 	memset(plan, 0, sizeof(*plan));
+	plan->changes = g_ptr_array_new_with_free_func(g_free);
 	plan->wanted_xml = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
 	plan->restart = g_ptr_array_new();
 	plan->digest = labrun_digest_file(session->path, error);
@@ -645,6 +683,21 @@ void labup_plan_clear(struct labup_plan *plan)
 	g_clear_pointer(&plan->restart, g_ptr_array_unref);
 	g_clear_pointer(&plan->digest, g_free);
 	g_clear_pointer(&plan->summary, g_free);
+	g_clear_pointer(&plan->changes, g_ptr_array_unref);
+}
+
+/* guest's domain exists and runs (it keeps what it booted with). */
+static gboolean guest_running(struct lab_session *session, const struct lab_guest *guest)
+{
+	g_autofree char *name = lab_guest_domain_name(session->lab, guest);
+
+	for (guint d = 0; session->domains && d < session->domains->len; d++) {
+		virDomainPtr dom = g_ptr_array_index(session->domains, d);
+
+		if (strcmp(virDomainGetName(dom), name) == 0)
+			return virt_is_running(dom);
+	}
+	return FALSE;
 }
 
 /* Servers, definitions, starts and hellos; on failure the caller undoes. */
@@ -677,6 +730,18 @@ gboolean labup_apply(struct lab_session *session, struct labup_plan *plan, int t
 	    !labup_ensure_images(lab, error) || !ivlab_check_interrupt(error) ||
 	    !labup_check_shm_free(lab, session->run, error))
 		return FALSE;
+	/* Taken before the build: an edit during it shows as a change later.
+	 * Guests that stay as they run keep what they booted with. */
+	for (guint i = 0; i < lab->guests->len; i++) {
+		const struct lab_guest *guest = g_ptr_array_index(lab->guests, i);
+		struct session_guest *sg = &session->guests[i];
+		g_autoptr(GPtrArray) inputs = NULL;
+
+		if (guest_running(session, guest) && !g_ptr_array_find(plan->restart, sg->dom, NULL))
+			continue;
+		inputs = labboot_inputs(guest);
+		labup_record_inputs(session->run, guest, inputs);
+	}
 	if (!labboot_prepare(lab, error) || !ivlab_check_interrupt(error)) {
 		/* A fresh lab leaves nothing behind: not even its overlays. */
 		if (plan->kind == LABUP_FRESH) {

@@ -1,6 +1,6 @@
-/* labup.h: the steps of bringing a lab's guests up, shared by `up` and by
- * the restart check of `test`: images, define, start in parallel with the
- * console captured, and wait for each agent's hello. */
+/* labup.h: the steps of bringing a lab's guests up, shared by `up`, the
+ * restart check of `test` and `restart`: images, define, start in parallel
+ * with the console captured, and wait for each agent's hello. */
 #ifndef IVLAB_LABUP_H
 #define IVLAB_LABUP_H
 
@@ -28,6 +28,14 @@ gboolean labup_check_shm_free(const struct lab *lab, struct labrun *run, GError 
 gboolean labup_define_and_start(virConnectPtr conn, const struct lab *lab, struct labrun *run,
 				GHashTable *wanted_xml, int timeout_seconds, GError **error);
 
+/* Start each of doms (guests' domains, in the same order) that is not
+ * running, all at once, with the progress line and each failure's console
+ * tail; wait until every agent says hello. The names of the guests that
+ * failed go into failed_names (a set of strings freed with g_free, or NULL). */
+gboolean labup_start_guests(const struct lab *lab, struct labrun *run, GPtrArray *guests,
+			    GPtrArray *doms, int timeout_seconds, GHashTable *failed_names,
+			    GError **error);
+
 /* Start (when start) one domain, capture its console, wait for hello; the
  * agent link stays open for the caller. */
 struct agent_link *labup_boot_guest(virDomainPtr dom, const char *name, gboolean start,
@@ -47,7 +55,19 @@ struct labup_plan {
 	GHashTable *wanted_xml; /* domain name -> the XML it gets */
 	GPtrArray *restart;     /* virDomainPtr (the session's) of running guests whose
 				 * region's server died: stopped, then started again with it */
+	GPtrArray *changes;     /* LABUP_ALREADY_UP: "guest G: what changed; run ..." per guest */
 };
+
+/* What differs between the running lab and the lab file (domain XML, guests
+ * added or gone), or NULL. */
+char *labup_differences(const struct lab *lab, struct labrun *run, GPtrArray *domains,
+			GHashTable *wanted_xml);
+
+/* Record in run what guest boots with (labboot_inputs()). */
+void labup_record_inputs(struct labrun *run, const struct lab_guest *guest, GPtrArray *inputs);
+/* What changed in guest's inputs since it booted ("module DIR changed; ..."),
+ * or NULL: nothing, or nothing recorded. Builds nothing. */
+char *labup_guest_changes(struct labrun *run, const struct lab_guest *guest);
 
 /* Compare the lab file with what runs (session with connection and run
  * state). Refuses a lab name taken by another lab file and a changed lab; a

@@ -437,6 +437,45 @@ void ivlab_hash_tree(GChecksum *sum, const char *path, const char *name)
 		g_checksum_update(sum, (const guchar *)contents, length);
 }
 
+gboolean ivlab_is_build_output(const char *name)
+{
+	static const char *const patterns[] = {
+		"*.o", "*.ko", "*.mod", "*.mod.*", ".*.cmd", ".*.d", "Module.symvers",
+		"modules.order", ".tmp_*", ".cache.mk", ".git", NULL,
+	};
+
+	for (guint i = 0; patterns[i]; i++)
+		if (g_pattern_match_simple(patterns[i], name))
+			return TRUE;
+	return FALSE;
+}
+
+static void hash_source(GChecksum *sum, const char *dir, const char *name)
+{
+	g_autoptr(GPtrArray) names = ivlab_dir_names(dir);
+
+	for (guint i = 0; i < names->len; i++) {
+		g_autofree char *path = g_build_filename(dir, names->pdata[i], NULL);
+		g_autofree char *sub = g_build_filename(name, names->pdata[i], NULL);
+		g_autofree char *contents = NULL;
+		gsize length = 0;
+		struct stat st;
+
+		if (ivlab_is_build_output(names->pdata[i]) || stat(path, &st) != 0)
+			continue;
+		g_checksum_update(sum, (const guchar *)sub, strlen(sub) + 1);
+		if (S_ISDIR(st.st_mode))
+			hash_source(sum, path, sub);
+		else if (S_ISREG(st.st_mode) && g_file_get_contents(path, &contents, &length, NULL))
+			g_checksum_update(sum, (const guchar *)contents, length);
+	}
+}
+
+void ivlab_hash_source(GChecksum *sum, const char *dir)
+{
+	hash_source(sum, dir, "");
+}
+
 void ivlab_unlock(IvlabLock fd)
 {
 	if (fd >= 0)

@@ -110,6 +110,10 @@ cat >"$scratch/cases" <<EOF
 2|--daemon and --foreground exclude each other|server -s $sock -d -F
 2|--shm-name and --shm-dir exclude each other|server -s $sock --shm-name a --shm-dir /tmp
 1|^ivlab: |server -s $sock --status
+2|^ivlab: restart: --timeout: 0 is not in 1..86400 seconds|-c $nowhere restart --timeout 0
+2|^ivlab: restart: Unknown option --bogus|-c $nowhere restart --bogus
+2|^ivlab: restart: the lab 'default' .* has no guest 'nosuch'|-c $nowhere restart x86a nosuch
+1|^ivlab: libvirt: cannot connect to|-c $nowhere restart x86a
 2|^ivlab: status: unexpected argument 'extra'|-c $nowhere status extra
 2|^ivlab: status: Unknown option --bogus|-c $nowhere status --bogus
 1|^ivlab: libvirt: cannot connect to|-c $nowhere status

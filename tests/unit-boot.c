@@ -228,6 +228,81 @@ static void test_domain(struct fixture *fx, gconstpointer data)
 	virConnectClose(conn);
 }
 
+/* What labboot_inputs() records against the guest as it is now. */
+static char *changes_since(struct fixture *fx, char **recorded)
+{
+	g_autoptr(GPtrArray) inputs = labboot_inputs(fx->guest);
+
+	return labboot_inputs_changes(inputs, recorded);
+}
+
+/* The digests `up` records and compares: a change to a module's source, a
+ * file, an overlay entry's mode or the boot settings is named; a module's
+ * build outputs and an other arch's file are not. */
+static void test_inputs(struct fixture *fx, gconstpointer data)
+{
+	g_autoptr(GPtrArray) inputs = NULL;
+	g_auto(GStrv) recorded = NULL;
+	g_autofree char *module_dir = g_build_filename(fx->dir, "mymod", NULL);
+	g_autofree char *source = write_file(module_dir, "mymod.c", "int x;\n", 0644);
+	g_autofree char *kbuild = write_file(module_dir, "Kbuild", "obj-m := mymod.o\n", 0644);
+	g_autofree char *tool = g_build_filename(fx->dir, "tool", NULL);
+	g_autofree char *conf = g_build_filename(fx->dir, "overlay", "etc", "app", "app.conf", NULL);
+	g_autofree char *changes = NULL;
+	g_autofree char *expected = NULL;
+	struct lab_module *module = g_ptr_array_index(fx->guest->modules, 0);
+
+	inputs = labboot_inputs(fx->guest);
+	/* module, file (this arch's only), overlay, boot settings */
+	g_assert_cmpuint(inputs->len, ==, 4);
+	recorded = labboot_inputs_record(inputs);
+	g_assert_null(changes_since(fx, recorded));
+
+	/* What a build in the user's tree leaves is not a change. */
+	g_free(write_file(module_dir, "mymod.o", "object", 0644));
+	g_free(write_file(module_dir, "mymod.ko", "module", 0644));
+	g_free(write_file(module_dir, ".mymod.o.cmd", "cmd", 0644));
+	g_free(write_file(module_dir, "mymod.mod.c", "generated", 0644));
+	g_free(write_file(module_dir, "Module.symvers", "", 0644));
+	g_free(write_file(module_dir, "modules.order", "mymod.ko", 0644));
+	g_assert_null(changes_since(fx, recorded));
+	/* Nor is a file for another arch. */
+	g_free(write_file(fx->dir, "tool-arm", "arm, rebuilt", 0644));
+	g_assert_null(changes_since(fx, recorded));
+
+	g_free(write_file(module_dir, "mymod.c", "int y;\n", 0644));
+	changes = changes_since(fx, recorded);
+	expected = g_strdup_printf("module %s changed", module_dir);
+	g_assert_cmpstr(changes, ==, expected);
+	g_clear_pointer(&changes, g_free);
+	g_clear_pointer(&expected, g_free);
+
+	g_free(write_file(fx->dir, "tool", "#!/bin/sh\necho tool 2\n", 0600));
+	g_assert_cmpint(g_chmod(conf, 0600), ==, 0);
+	changes = changes_since(fx, recorded);
+	expected = g_strdup_printf("module %s changed; file /usr/bin/tool (from %s) changed; "
+				   "overlay %s/overlay changed", module_dir, tool, fx->dir);
+	g_assert_cmpstr(changes, ==, expected);
+	g_clear_pointer(&changes, g_free);
+
+	/* The lab file's params are boot settings; a module gone is named. */
+	g_strfreev(recorded);
+	inputs = (g_ptr_array_unref(inputs), labboot_inputs(fx->guest));
+	recorded = labboot_inputs_record(inputs);
+	g_free(module->params);
+	module->params = g_strdup("greeting=hej");
+	changes = changes_since(fx, recorded);
+	g_assert_true(g_str_has_prefix(changes, "boot settings"));
+	g_assert_true(g_str_has_suffix(changes, " changed"));
+	g_clear_pointer(&changes, g_free);
+	g_ptr_array_steal_index(fx->guest->modules, 0);
+	changes = changes_since(fx, recorded);
+	g_clear_pointer(&expected, g_free);
+	expected = g_strdup_printf("module %s is gone", module_dir);
+	g_assert_nonnull(strstr(changes, expected));
+	g_ptr_array_insert(fx->guest->modules, 0, module);
+}
+
 int main(int argc, char **argv)
 {
 	g_test_init(&argc, &argv, NULL);
@@ -236,6 +311,8 @@ int main(int argc, char **argv)
 	g_test_add("/boot/overlay-twice", struct fixture, NULL, fixture_set_up, test_overlay_twice,
 		   fixture_tear_down);
 	g_test_add("/boot/domain", struct fixture, NULL, fixture_set_up, test_domain,
+		   fixture_tear_down);
+	g_test_add("/boot/inputs", struct fixture, NULL, fixture_set_up, test_inputs,
 		   fixture_tear_down);
 	return g_test_run();
 }
