@@ -220,29 +220,31 @@ static void check_options(const struct lab_guest *guest, GHashTable *config, GPt
 	}
 }
 
-/* The modules of needs that are =m: what the guest's archive must carry. */
-static GPtrArray *module_names(const struct lab_guest *guest, GHashTable *config)
-{
-	GPtrArray *names = g_ptr_array_new();
-
-	for (gsize i = 0; i < G_N_ELEMENTS(needs); i++)
-		if (needs[i].module && needed(&needs[i], guest) &&
-		    g_strcmp0(g_hash_table_lookup(config, needs[i].option), "m") == 0)
-			g_ptr_array_add(names, (char *)needs[i].module);
-	g_ptr_array_add(names, NULL);
-	return names;
-}
-
-/* The needed modules and their dependencies in load order, all read. */
+/* The needed modules that are =m and their dependencies, in load order,
+ * all read: each must have been built in the build directory. */
 static GPtrArray *load_order(const struct lab_guest *guest, struct kmod_kernel *kernel,
 			     GHashTable *config, const char *release, GError **error)
 {
-	g_autoptr(GPtrArray) names = module_names(guest, config);
+	const char *dir = guest->kernel_build_dir;
+	g_autoptr(GPtrArray) names = g_ptr_array_new();
 
-	if (names->len == 1)
+	for (gsize i = 0; i < G_N_ELEMENTS(needs); i++) {
+		if (!needs[i].module || !needed(&needs[i], guest) ||
+		    g_strcmp0(g_hash_table_lookup(config, needs[i].option), "m") != 0)
+			continue;
+		/* A tree without modules is refused below, module by module. */
+		if (!names->len && !kernel->modules)
+			kmod_kernel_from_dir(kernel, dir, NULL);
+		if (!g_hash_table_contains(kernel->modules, needs[i].module)) {
+			ivlab_fail(error, "CONFIG_%s=m, but it has no %s.ko (run make modules there)",
+				   needs[i].option, needs[i].module);
+			return NULL;
+		}
+		g_ptr_array_add(names, (char *)needs[i].module);
+	}
+	if (!names->len)
 		return g_ptr_array_new();
-	if (!kmod_kernel_from_dir(kernel, guest->kernel_build_dir, error))
-		return NULL;
+	g_ptr_array_add(names, NULL);
 	kernel->release = g_strdup(release);
 	return kmod_load_order(kernel, (const char *const *)names->pdata, TRUE, error);
 }
