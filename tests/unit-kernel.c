@@ -163,6 +163,44 @@ static void test_module_missing(struct fixture *fx, gconstpointer data)
 		       "modules there)", NULL);
 }
 
+/* An aarch64 guest: the arm64 Image header (its magic at 56) with the
+ * release in the banner, Image.gz, and the formats refused. */
+static void test_arm64(struct fixture *fx, gconstpointer data)
+{
+	g_autofree char *image = g_malloc0(8192);
+	g_autofree char *path = g_build_filename(fx->guest->kernel_build_dir, ".config", NULL);
+	g_autofree char *config = NULL;
+	g_autoptr(GError) error = NULL;
+	static const char banner[] = "Linux version " RELEASE " (unit@test) #1 SMP";
+
+	g_free(fx->guest->arch);
+	fx->guest->arch = g_strdup("aarch64");
+	config = g_strconcat("CONFIG_ARM64=y\nCONFIG_SERIAL_AMBA_PL011=y\n"
+			     "CONFIG_SERIAL_AMBA_PL011_CONSOLE=y\nCONFIG_PCI_HOST_GENERIC=y\n",
+			     good_config, NULL);
+	g_assert_true(g_file_set_contents(path, config, -1, NULL));
+
+	/* The x86_64 bzImage of the fixture. */
+	expect_refused(fx, "not an aarch64 kernel (no arm64 Image header; the build leaves one in "
+		       "arch/arm64/boot/Image)", NULL);
+
+	memcpy(image + 56, "ARM\x64", 4);
+	memcpy(image + 4096, banner, strlen(banner));
+	g_assert_true(g_file_set_contents(fx->guest->kernel, image, 8192, NULL));
+	g_assert_true(labkernel_check(fx->lab, &error));
+	g_assert_no_error(error);
+
+	memcpy(image, "\x1f\x8b", 2);
+	g_assert_true(g_file_set_contents(fx->guest->kernel, image, 8192, NULL));
+	g_assert_true(labkernel_check(fx->lab, &error));
+	g_assert_no_error(error);
+
+	memcpy(image, "MZ\0\0zimg", 8);
+	g_assert_true(g_file_set_contents(fx->guest->kernel, image, 8192, NULL));
+	expect_refused(fx, "an EFI zboot image, which QEMU's direct kernel boot does not take: give "
+		       "arch/arm64/boot/Image", NULL);
+}
+
 int main(int argc, char **argv)
 {
 	g_test_init(&argc, &argv, NULL);
@@ -174,6 +212,7 @@ int main(int argc, char **argv)
 	ADD("/kernel/not-built", test_not_built);
 	ADD("/kernel/options-missing", test_options_missing);
 	ADD("/kernel/module-missing", test_module_missing);
+	ADD("/kernel/arm64", test_arm64);
 #undef ADD
 	return g_test_run();
 }
