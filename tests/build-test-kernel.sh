@@ -1,10 +1,19 @@
 #!/bin/sh
-# build-test-kernel.sh ARCH: builds the small kernel of tests/data/kernel/ARCH.config
-# from Debian's linux-source-6.1 (out of tree, make O=) and prints its build
-# directory. Cached in $IVLAB_STATE_DIR/cache/kernels/DIGEST (DIGEST: the
-# config fragment, the source tarball and this script), so CI pays it once.
+# build-test-kernel.sh [--cached] ARCH: builds the small kernel of
+# tests/data/kernel/ARCH.config from Debian's linux-source-6.1 (out of tree,
+# make O=) and prints its build directory. Cached in
+# $IVLAB_STATE_DIR/cache/kernels/ARCH-DIGEST (DIGEST: the config fragment,
+# the source tarball and RECIPE), so CI pays it once. With --cached, only
+# says whether it is built: prints the directory, or fails with status 4.
 set -eu
 
+# Bump when the way the kernel is built below changes.
+RECIPE=1
+cached_only=
+if [ "$1" = --cached ]; then
+	cached_only=1
+	shift
+fi
 arch=$1
 here=$(cd "$(dirname "$0")" && pwd)
 fragment=$here/data/kernel/$arch.config
@@ -20,12 +29,13 @@ esac
 [ -r "$tarball" ] || { echo "build-test-kernel.sh: no $tarball (apt-get install linux-source-6.1)" >&2; exit 3; }
 
 source_id=$(stat -c '%s %Y' "$tarball")
-digest=$( (cat "$fragment" "$0"; echo "$source_id $arch") | sha256sum | cut -c1-16)
+digest=$( (cat "$fragment"; echo "$source_id $arch recipe $RECIPE") | sha256sum | cut -c1-16)
 out=$cache/$arch-$digest
 if [ -r "$out/.ivlab-built" ]; then
 	echo "$out"
 	exit 0
 fi
+[ -z "$cached_only" ] || exit 4
 
 src_digest=$(echo "$source_id" | sha256sum | cut -c1-16)
 src=$cache/src-$src_digest
