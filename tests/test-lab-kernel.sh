@@ -4,7 +4,7 @@
 # one built from Debian's linux-source-6.1 (tests/build-test-kernel.sh,
 # cached by its config in the state dir, so CI pays the build once):
 # ivlab.ko built against it drives the shared region, the suite passes, and
-# each guest runs its own kernel. Then a <kernel> that cannot work (a build
+# each guest runs its own kernel, a lab <module> built against it loads. Then a <kernel> that cannot work (a build
 # dir without .config, an image that is not a kernel, a needed option
 # missing) fails `up` with the reason, exit 1, before anything is made.
 # Outside CI the kernel is built only with IVLAB_TEST_KERNEL_BUILD=1.
@@ -43,8 +43,9 @@ ok "the test kernel is there ($(($(date +%s) - start)) s; $(tail -1 "$kdir/build
 release=$(cat "$kdir/include/config/kernel.release")
 image=$kdir/arch/x86/boot/bzImage
 
-# write_lab FILE IMAGE BUILD-DIR: a kernel-under-test guest and a stock one
-# sharing a doorbell region. The <kernel> element is on line 6.
+# write_lab FILE IMAGE BUILD-DIR: a kernel-under-test guest (with our test
+# module, built against BUILD-DIR) and a stock one sharing a doorbell
+# region. The <kernel> element is on line 6.
 write_lab() {
 	cat >"$1" <<LAB
 <?xml version="1.0"?>
@@ -53,6 +54,7 @@ write_lab() {
   <guest name="own" arch="x86_64">
     <attach region="shared"/>
     <kernel src="$2" build-dir="$3"/>
+    <module src="$top_srcdir/tests/data/modules/ivtest" params="greeting=bonjour"/>
   </guest>
   <guest name="stock" arch="x86_64">
     <attach region="shared"/>
@@ -79,6 +81,9 @@ got=$("$IVLAB" -f "$lab" exec own -- sh -c 'basename "$(readlink /sys/bus/pci/de
 check "ivlab.ko built against the test kernel drives the region" test "$got" = "ivlab
 loaded"
 diag "$got"
+
+got=$("$IVLAB" -f "$lab" exec own -- cat /sys/module/ivtest/parameters/greeting 2>&1)
+check "a <module> built against the build-dir loads into the test kernel ($got)" test "$got" = bonjour
 
 "$IVLAB" -f "$lab" test --tap >"$scratch/test.tap" 2>"$scratch/test.err"
 status=$?
