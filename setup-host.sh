@@ -12,7 +12,8 @@ fi
 
 # linux-headers-ARCH: make builds the guest module against them (W=1);
 # linux-source-6.1: its tarball carries checkpatch.pl, which no Debian package
-# installs, for make check.
+# installs, for make check, and the sources of the kernel tests/build-test-kernel.sh
+# builds (with flex, bison, bc and libelf-dev) for test-lab-kernel.sh.
 packages="
 	autoconf automake libtool pkg-config make gcc libc6-dev
 	libglib2.0-dev libjson-glib-dev libvirt-dev libxml2-dev libxml2-utils libcurl4-gnutls-dev libarchive-dev
@@ -20,6 +21,7 @@ packages="
 	qemu-system-x86 qemu-system-arm qemu-system-data
 	gcc-aarch64-linux-gnu libc6-dev-arm64-cross linux-kbuild-6.1
 	linux-headers-$(dpkg --print-architecture) linux-source-6.1 perl
+	flex bison bc libelf-dev
 	busybox-static cpio xz-utils zstd
 	bash-completion debhelper dpkg-dev fakeroot lintian git
 	python3 python3-jsonschema mandoc valgrind tmux socat procps psmisc

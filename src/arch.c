@@ -9,6 +9,13 @@
 static const char *const x86_64_machines[] = { "pc", "q35", NULL };
 static const char *const aarch64_machines[] = { "virt", NULL };
 
+static const char *const x86_64_kernel_options[] = { "X86_64", "SERIAL_8250", "SERIAL_8250_CONSOLE",
+						     NULL };
+/* virt's PL011 console and its generic PCIe host bridge. */
+static const char *const aarch64_kernel_options[] = { "ARM64", "SERIAL_AMBA_PL011",
+						      "SERIAL_AMBA_PL011_CONSOLE",
+						      "PCI_HOST_GENERIC", NULL };
+
 static const struct arch arches[] = {
 	{
 		.name = "x86_64",
@@ -26,6 +33,12 @@ static const struct arch arches[] = {
 		.agent_file = "ivlab-agent-x86_64",
 		.kernel_file = "vmlinuz",
 		.initrd_file = "initrd.img",
+		/* The boot protocol's header signature (Documentation/x86/boot.rst). */
+		.kernel_magic = "HdrS",
+		.kernel_magic_offset = 0x202,
+		.kernel_format = "bzImage",
+		.kernel_build_image = "arch/x86/boot/bzImage",
+		.kernel_options = x86_64_kernel_options,
 	},
 	{
 		.name = "aarch64",
@@ -45,6 +58,12 @@ static const struct arch arches[] = {
 		.agent_file = "ivlab-agent-aarch64",
 		.kernel_file = "vmlinuz",
 		.initrd_file = "initrd.img",
+		/* Documentation/arm64/booting.rst's image header. */
+		.kernel_magic = "ARM\x64",
+		.kernel_magic_offset = 56,
+		.kernel_format = "arm64 Image",
+		.kernel_build_image = "arch/arm64/boot/Image",
+		.kernel_options = aarch64_kernel_options,
 	},
 };
 

@@ -21,6 +21,17 @@ struct arch {
 	const char *agent_file;       /* the static agent's file name, in the build and libexec dirs */
 	const char *kernel_file;      /* the image's files in its image directory */
 	const char *initrd_file;
+	/* A <kernel>'s image: magic bytes at an offset, what they are called,
+	 * and where a kernel build leaves it (for messages). */
+	const char *kernel_magic;
+	gsize kernel_magic_offset;
+	const char *kernel_format;
+	const char *kernel_build_image;
+	/* The Kconfig options (without CONFIG_) a <kernel> must have built in
+	 * for this architecture: the architecture itself, its console and PCI
+	 * host (labkernel.c has the ones every architecture needs),
+	 * NULL-terminated. */
+	const char *const *kernel_options;
 };
 
 /* The entry for a name, NULL if ivlab has none. */

@@ -113,8 +113,8 @@ char *domxml_guest_initrd(const struct lab *lab, const struct lab_guest *guest)
 {
 	g_autofree char *dir = NULL, *file = NULL;
 
-	if (!has_items(guest->modules) && !has_items(guest->files) && !has_items(guest->overlays) &&
-	    !has_items(guest->shares) && !has_items(guest->runs))
+	if (!guest->kernel && !has_items(guest->modules) && !has_items(guest->files) &&
+	    !has_items(guest->overlays) && !has_items(guest->shares) && !has_items(guest->runs))
 		return NULL;
 	dir = ivlab_lab_dir(lab->name);
 	file = g_strdup_printf("%s.initrd.img", guest->name);
@@ -129,7 +129,9 @@ char *domxml_share_tag(const struct lab_share *share, guint index)
 static void add_os(xmlNode *domain, const struct lab *lab, const struct lab_guest *guest)
 {
 	g_autofree char *image_dir = ivlab_image_dir(guest->arch);
-	g_autofree char *kernel = g_build_filename(image_dir, guest_arch(guest)->kernel_file, NULL);
+	/* A kernel under test, or the image's. */
+	g_autofree char *kernel = guest->kernel ? g_strdup(guest->kernel) :
+				  g_build_filename(image_dir, guest_arch(guest)->kernel_file, NULL);
 	g_autofree char *initrd = domxml_guest_initrd(lab, guest);
 	g_autofree char *cmdline = domxml_kernel_cmdline(lab, guest);
 	xmlNode *os = child(domain, "os", NULL);

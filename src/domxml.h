@@ -20,8 +20,8 @@ char *domxml_build(const struct lab *lab, const struct lab_guest *guest, gboolea
  * it names the console and tells the agent which PCI slot is which region. */
 char *domxml_kernel_cmdline(const struct lab *lab, const struct lab_guest *guest);
 
-/* The initramfs a guest that brings modules, files, overlays, shares or
- * boot commands boots (its image's, with the guest's own archive appended:
+/* The initramfs a guest that brings its own kernel, modules, files,
+ * overlays, shares or boot commands boots (its image's, with the guest's own archive appended:
  * labboot.c writes it), in the lab's state directory; NULL for a guest that
  * brings nothing and boots its image's initramfs as it is. */
 char *domxml_guest_initrd(const struct lab *lab, const struct lab_guest *guest);

@@ -97,8 +97,7 @@ static gboolean running_from_tree(void)
 	return ivlab_source_dir() && strcmp(ivlab_datadir(), ivlab_source_dir()) == 0;
 }
 
-/* The guest sources: module (Kbuild, ivlab_drv.c, include/) and /init. */
-static char *find_guest_dir(GError **error)
+char *image_guest_dir(GError **error)
 {
 	const char *env = g_getenv("IVLAB_GUEST_DIR");
 	const char *const subdirs[] = { "src/guest", "guest" };
@@ -392,7 +391,7 @@ static gboolean common_inputs(struct build *build, GError **error)
 	g_autoptr(GChecksum) module_sum = g_checksum_new(G_CHECKSUM_SHA256);
 	g_autofree char *init_sha = NULL, *agent_sha = NULL;
 
-	build->guest_dir = find_guest_dir(error);
+	build->guest_dir = image_guest_dir(error);
 	if (!build->guest_dir)
 		return FALSE;
 	build->init_path = g_build_filename(build->guest_dir, "init", NULL);

@@ -41,6 +41,9 @@ gboolean image_ensure(const char *arch, const struct image_source *source, GErro
 char *image_kernel_path(const char *arch);
 char *image_initrd_path(const char *arch);
 
+/* The guest sources: module (Kbuild, ivlab_drv.c, include/) and /init. */
+char *image_guest_dir(GError **error);
+
 /* The kernel headers or build directory arch's image was built against,
  * and that kernel's release: what modules for its guests build against. */
 char *image_kbuild_dir(const char *arch, char **release, GError **error);

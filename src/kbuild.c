@@ -159,9 +159,12 @@ char *kbuild_user_module(const struct arch *arch, const char *kdir, const char *
 		ivlab_fail(error, "module %s: no such directory", src_dir);
 		return NULL;
 	}
+	g_autofree char *identity = kbuild_dir_identity(kdir);
+
 	/* Build outputs left in the tree by a build on the host do not count. */
 	ivlab_hash_source(sum, src_dir);
-	g_checksum_update(sum, (const guchar *)kdir, strlen(kdir) + 1);
+	/* A rebuilt kernel tree (a kernel under test) rebuilds its modules. */
+	g_checksum_update(sum, (const guchar *)identity, strlen(identity) + 1);
 	key = g_strdup_printf("%s-%s-%.16s", arch->name, release, g_checksum_get_string(sum));
 	dir = g_build_filename(cache_dir, key, NULL);
 	build_dir = g_build_filename(dir, "build", NULL);

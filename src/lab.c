@@ -696,6 +696,7 @@ static gboolean parse_guest_only(struct lab *lab, struct lab_guest *guest, xmlNo
 		guest->kernel = host_path_attr(lab, node, "src", HOST_FILE, error);
 		if (!guest->kernel)
 			return FALSE;
+		guest->kernel_line = line;
 		guest->kernel_build_dir = host_path_attr(lab, node, "build-dir", HOST_DIR, error);
 		if (!guest->kernel_build_dir)
 			return FALSE;

@@ -75,6 +75,7 @@ struct lab_guest {
 	char *emulator;      /* a QEMU binary of the user's own, or NULL: libvirt's default */
 	char *kernel;        /* a kernel under test (bzImage / Image), or NULL: the stock image */
 	char *kernel_build_dir; /* its build directory (modules are built against it) */
+	int kernel_line;        /* the <kernel> element's, for labkernel.c's messages */
 	int line;
 };
 

@@ -18,6 +18,7 @@
 #include "kbuild.h"
 #include "kmod.h"
 #include "labboot.h"
+#include "labkernel.h"
 
 /* The kernel finds an uncompressed archive only at a 4-byte boundary and
  * skips the zeros before it; a compressed one after zeros as well. */
@@ -150,7 +151,9 @@ static GPtrArray *build_modules(const struct lab_guest *guest, GError **error)
 
 	if (!guest->modules || !guest->modules->len)
 		return g_steal_pointer(&kos);
-	kdir = image_kbuild_dir(guest->arch, &release, error);
+	/* A guest's own kernel: its modules build against its build-dir. */
+	kdir = guest->kernel ? labkernel_build_dir(guest, &release, error) :
+			       image_kbuild_dir(guest->arch, &release, error);
 	if (!kdir)
 		return NULL;
 	for (guint i = 0; i < guest->modules->len; i++) {
@@ -174,29 +177,55 @@ static GPtrArray *build_modules(const struct lab_guest *guest, GError **error)
 	return g_steal_pointer(&kos);
 }
 
-/* The image's initramfs, zeros up to ARCHIVE_ALIGN, then the overlay:
- * written to out_path only when those bytes differ from what is there. */
-static gboolean write_combined(const char *base_path, const char *overlay_path,
-			       const char *out_path, GError **error)
+/* The archives in parts (the image's initramfs, then the guest's), each
+ * after zeros up to ARCHIVE_ALIGN: written to out_path only when those
+ * bytes differ from what is there. */
+static gboolean write_combined(const char *const *parts, const char *out_path, GError **error)
 {
-	g_autofree char *base = NULL, *overlay = NULL, *old = NULL;
-	gsize base_len, overlay_len, old_len = 0;
+	g_autofree char *old = NULL;
+	gsize old_len = 0;
 	g_autoptr(GByteArray) combined = g_byte_array_new();
 	static const guint8 zeros[ARCHIVE_ALIGN];
 
-	if (!g_file_get_contents(base_path, &base, &base_len, error) ||
-	    !g_file_get_contents(overlay_path, &overlay, &overlay_len, error))
-		return FALSE;
-	g_byte_array_append(combined, (guint8 *)base, base_len);
-	if (base_len % ARCHIVE_ALIGN)
-		g_byte_array_append(combined, zeros, ARCHIVE_ALIGN - base_len % ARCHIVE_ALIGN);
-	g_byte_array_append(combined, (guint8 *)overlay, overlay_len);
+	for (const char *const *part = parts; *part; part++) {
+		g_autofree char *bytes = NULL;
+		gsize len;
+
+		if (!g_file_get_contents(*part, &bytes, &len, error))
+			return FALSE;
+		if (combined->len % ARCHIVE_ALIGN)
+			g_byte_array_append(combined, zeros, ARCHIVE_ALIGN - combined->len % ARCHIVE_ALIGN);
+		g_byte_array_append(combined, (guint8 *)bytes, len);
+	}
 	if (g_file_get_contents(out_path, &old, &old_len, NULL) && old_len == combined->len &&
 	    memcmp(old, combined->data, old_len) == 0) {
 		ivlab_debug("%s: unchanged", out_path);
 		return TRUE;
 	}
 	return g_file_set_contents(out_path, (char *)combined->data, combined->len, error);
+}
+
+/* A guest with its own <kernel>: the archive of that kernel's modules and
+ * load list (labkernel.c), which goes between the image's initramfs and
+ * the guest's own archive, in dir; *out_path stays NULL for a guest that
+ * boots the image's kernel. */
+static gboolean write_kernel_archive(const struct lab_guest *guest, const char *dir,
+				     char **out_path, GError **error)
+{
+	g_autoptr(Initramfs) initramfs = NULL;
+	g_autofree char *name = NULL, *path = NULL;
+
+	*out_path = NULL;
+	if (!guest->kernel)
+		return TRUE;
+	initramfs = initramfs_new();
+	name = g_strdup_printf("%s.kernel.img", guest->name);
+	path = g_build_filename(dir, name, NULL);
+	if (!labkernel_add_modules(guest, initramfs, error) ||
+	    !initramfs_write(initramfs, path, INITRAMFS_GZIP, error))
+		return FALSE;
+	*out_path = g_steal_pointer(&path);
+	return TRUE;
 }
 
 static gboolean prepare_guest(const struct lab *lab, const struct lab_guest *guest,
@@ -207,10 +236,14 @@ static gboolean prepare_guest(const struct lab *lab, const struct lab_guest *gue
 	g_autofree char *overlay_name = g_strdup_printf("%s.overlay.img", guest->name);
 	g_autofree char *overlay = g_build_filename(dir, overlay_name, NULL);
 	g_autofree char *base = image_initrd_path(guest->arch);
+	g_autofree char *kernel = NULL;
 
 	if (!kos || !ivlab_make_dir(dir, error) ||
+	    !write_kernel_archive(guest, dir, &kernel, error) ||
 	    !labboot_write_overlay(guest, kos, overlay, error) ||
-	    !write_combined(base, overlay, out_path, error)) {
+	    !write_combined((const char *const[]){ base, kernel ? kernel : overlay,
+						   kernel ? overlay : NULL, NULL },
+			    out_path, error)) {
 		g_prefix_error(error, "guest %s: ", guest->name);
 		return FALSE;
 	}

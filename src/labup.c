@@ -13,6 +13,7 @@
 #include "image.h"
 #include "ivlab.h"
 #include "labboot.h"
+#include "labkernel.h"
 #include "labup.h"
 #include "preflight.h"
 #include "server.h"
@@ -726,7 +727,8 @@ gboolean labup_apply(struct lab_session *session, struct labup_plan *plan, int t
 
 	if (plan->kind == LABUP_ALREADY_UP)
 		return TRUE;
-	if (!preflight_check(session->conn, lab, error) || !ivlab_check_interrupt(error) ||
+	if (!labkernel_check(lab, error) || !preflight_check(session->conn, lab, error) ||
+	    !ivlab_check_interrupt(error) ||
 	    !labup_ensure_images(lab, error) || !ivlab_check_interrupt(error) ||
 	    !labup_check_shm_free(lab, session->run, error))
 		return FALSE;

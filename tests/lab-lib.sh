@@ -41,13 +41,17 @@ ensure_libvirtd || skip_or_fail "libvirtd does not start (see /var/log/libvirt)"
 # holds a shared lock on this file for its whole run, that one an exclusive
 # lock (IVLAB_TEST_RESTARTS_LIBVIRTD=1), so make -j runs them side by side
 # otherwise.
-libvirtd_lock=${TMPDIR:-/tmp}/ivlab-tests-libvirtd.lock
-exec 8>>"$libvirtd_lock"
-if [ "${IVLAB_TEST_RESTARTS_LIBVIRTD:-}" = 1 ]; then
-	flock -x 8
-else
-	flock -s 8
-fi
+# A test with a long preparation that needs no libvirtd (a kernel build)
+# sets IVLAB_TEST_LOCK_LATER=1 and calls lock_libvirtd once it is done.
+lock_libvirtd() {
+	exec 8>>"${TMPDIR:-/tmp}/ivlab-tests-libvirtd.lock"
+	if [ "${IVLAB_TEST_RESTARTS_LIBVIRTD:-}" = 1 ]; then
+		flock -x 8
+	else
+		flock -s 8
+	fi
+}
+[ "${IVLAB_TEST_LOCK_LATER:-}" = 1 ] || lock_libvirtd
 
 # make_lab SHIPPED NAME: the shipped lab file under lab name NAME, so a test
 # never touches a lab of the same machine's user.
