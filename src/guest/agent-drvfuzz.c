@@ -253,15 +253,16 @@ bool cmd_drvfuzz(struct request *req, struct reply *reply)
 	struct fuzz_stats sum = { 0 };
 	pid_t pids[FUZZ_WORKERS_MAX + 1];
 	int crashed = 0, status;
+	bool given;
 	char address[64] = "";
 	char dev[sizeof(region->dev)];
 	int pipefd[2], n = 0;
 	double started = now_seconds();
 
 	if (!region || !arg_u64(req, "calls", FUZZ_CALLS_MAX, &calls, reply) ||
-	    !arg_u64_opt(req, "seed", UINT64_MAX, &seed, NULL, reply) ||
-	    !arg_u64_opt(req, "workers", FUZZ_WORKERS_MAX, &workers, NULL, reply) ||
-	    !arg_u64_opt(req, "unbind", 1, &unbind, NULL, reply) || !args_all_used(req, reply))
+	    !arg_u64_opt(req, "seed", UINT64_MAX, &seed, &given, reply) ||
+	    !arg_u64_opt(req, "workers", FUZZ_WORKERS_MAX, &workers, &given, reply) ||
+	    !arg_u64_opt(req, "unbind", 1, &unbind, &given, reply) || !args_all_used(req, reply))
 		return false;
 	if (region->is_file)
 		return fail(reply, "usage", "drvfuzz: region %s is a file, not an ivlab device",
