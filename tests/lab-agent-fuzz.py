@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """lab-agent-fuzz.py DOMAIN REGION SEED COUNT: fuzz a lab guest's agent over
 its channel socket (src/guest/PROTOCOL.md): the driver's ioctls through the
-drvfuzz verb (random calls from four processes, then racing an unbind),
+drvfuzz verb (200,000 random calls from four processes, then as many racing an unbind),
 and then COUNT requests of random verbs with random arguments, each of
 which must be answered with `ok` or `err CODE`, the agent answering hello
 afterwards. Prints what it did; exits 1 with the first thing that went
@@ -81,7 +81,7 @@ def main():
     agent.hello(time.monotonic() + 30)
 
     for extra in ("", " unbind=1"):
-        reply = agent.request("drvfuzz region=%s calls=20000 workers=4 seed=%d%s"
+        reply = agent.request("drvfuzz region=%s calls=200000 workers=4 seed=%d%s"
                               % (region, seed, extra), timeout=600)
         if not reply.ok:
             print("drvfuzz%s: %s" % (extra, reply.line))

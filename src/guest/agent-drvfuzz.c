@@ -120,7 +120,8 @@ static void *pick_arg(uint64_t *rng, unsigned long cmd, uint8_t *buf, size_t buf
 static void fuzz_calls(const char *dev, uint64_t calls, uint64_t seed, struct fuzz_stats *stats)
 {
 	long page = sysconf(_SC_PAGESIZE);
-	uint8_t buf[512] __attribute__((aligned(16)));
+	/* larger than any argument a command of ours or the VFS's writes */
+	uint8_t buf[4096] __attribute__((aligned(16)));
 	uint8_t *pages = mmap(NULL, (size_t)page * 2, PROT_READ | PROT_WRITE,
 			      MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	uint64_t rng = seed | 1;
@@ -222,6 +223,9 @@ static pid_t spawn_worker(int out_fd, const char *dev, const char *address, uint
 
 	if (pid != 0)
 		return pid;
+	/* Not the agent's fault handler: it would answer the host from here. */
+	signal(SIGSEGV, SIG_DFL);
+	signal(SIGBUS, SIG_DFL);
 	signal(SIGTERM, racer ? on_term : SIG_DFL);
 	if (racer) {
 		race_unbind(address, seed, &stats);
@@ -248,15 +252,17 @@ bool cmd_drvfuzz(struct request *req, struct reply *reply)
 	uint64_t calls, seed = 1, workers = 4, unbind = 0;
 	struct fuzz_stats sum = { 0 };
 	pid_t pids[FUZZ_WORKERS_MAX + 1];
+	int crashed = 0, status;
+	bool given;
 	char address[64] = "";
 	char dev[sizeof(region->dev)];
 	int pipefd[2], n = 0;
 	double started = now_seconds();
 
 	if (!region || !arg_u64(req, "calls", FUZZ_CALLS_MAX, &calls, reply) ||
-	    !arg_u64_opt(req, "seed", UINT64_MAX, &seed, NULL, reply) ||
-	    !arg_u64_opt(req, "workers", FUZZ_WORKERS_MAX, &workers, NULL, reply) ||
-	    !arg_u64_opt(req, "unbind", 1, &unbind, NULL, reply) || !args_all_used(req, reply))
+	    !arg_u64_opt(req, "seed", UINT64_MAX, &seed, &given, reply) ||
+	    !arg_u64_opt(req, "workers", FUZZ_WORKERS_MAX, &workers, &given, reply) ||
+	    !arg_u64_opt(req, "unbind", 1, &unbind, &given, reply) || !args_all_used(req, reply))
 		return false;
 	if (region->is_file)
 		return fail(reply, "usage", "drvfuzz: region %s is a file, not an ivlab device",
@@ -279,7 +285,8 @@ bool cmd_drvfuzz(struct request *req, struct reply *reply)
 		pid_t pid = spawn_worker(pipefd[1], dev, address, 0, seed ^ 0xabcdef, true);
 
 		for (int i = 0; i < n; i++)
-			waitpid(pids[i], NULL, 0);
+			if (waitpid(pids[i], &status, 0) == pids[i] && WIFSIGNALED(status))
+				crashed++;
 		if (pid > 0) {
 			kill(pid, SIGTERM);
 			waitpid(pid, NULL, 0);
@@ -291,7 +298,8 @@ bool cmd_drvfuzz(struct request *req, struct reply *reply)
 		regions_rescan_if_missing();
 	} else {
 		for (int i = 0; i < n; i++)
-			waitpid(pids[i], NULL, 0);
+			if (waitpid(pids[i], &status, 0) == pids[i] && WIFSIGNALED(status))
+				crashed++;
 	}
 	close(pipefd[1]);
 	for (int i = 0; i < n; i++) {
@@ -301,6 +309,8 @@ bool cmd_drvfuzz(struct request *req, struct reply *reply)
 			add_stats(&sum, &part);
 	}
 	close(pipefd[0]);
+	if (crashed)
+		return fail(reply, "io", "drvfuzz: %d of %d workers died of a signal", crashed, n);
 	reply_add(reply, "ok calls=%" PRIu64 " succeeded=%" PRIu64 " rebinds=%" PRIu64
 		  " seconds=%.1f errnos=", sum.calls, sum.ok, sum.rebinds, now_seconds() - started);
 	for (int e = 1, first = 1; e < FUZZ_ERRNO_MAX; e++) {
