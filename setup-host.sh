@@ -12,7 +12,8 @@ fi
 
 # linux-headers-ARCH: make builds the guest module against them (W=1);
 # linux-source-6.1: its tarball carries checkpatch.pl, which no Debian package
-# installs, for make check.
+# installs, for make check; clang (with libFuzzer and its sanitizers): make
+# fuzz and its smoke test in make check.
 packages="
 	autoconf automake libtool pkg-config make gcc libc6-dev
 	libglib2.0-dev libjson-glib-dev libvirt-dev libxml2-dev libxml2-utils libcurl4-gnutls-dev libarchive-dev
@@ -21,7 +22,7 @@ packages="
 	gcc-aarch64-linux-gnu libc6-dev-arm64-cross linux-kbuild-6.1
 	linux-headers-$(dpkg --print-architecture) linux-source-6.1 perl
 	busybox-static cpio xz-utils zstd
-	python3 mandoc valgrind tmux socat procps psmisc
+	python3 mandoc valgrind tmux socat procps psmisc clang
 "
 
 export DEBIAN_FRONTEND=noninteractive
