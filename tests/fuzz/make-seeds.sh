@@ -43,6 +43,24 @@ for z in gz xz zst none; do
 	(cd "$scratch" && ar rc "$out/deb/fuzz-$z.deb" debian-binary control.tar.gz "$member")
 done
 
+# deb: a package whose hard links go through its own symlink to "..", one
+# with data (extraction must keep them inside its directory).
+if command -v "${PYTHON3:-python3}" >/dev/null 2>&1; then
+	"${PYTHON3:-python3}" - "$scratch/data.tar" <<'PY'
+import io, sys, tarfile
+with tarfile.open(sys.argv[1], "w") as tar:
+    link = tarfile.TarInfo("./l"); link.type = tarfile.SYMTYPE; link.linkname = ".."
+    tar.addfile(link)
+    hard = tarfile.TarInfo("./h"); hard.type = tarfile.LNKTYPE; hard.linkname = "./l/sentinel"
+    tar.addfile(hard)
+    data = b"replaced\n"
+    full = tarfile.TarInfo("./h2"); full.type = tarfile.LNKTYPE; full.linkname = "l/sentinel"
+    full.size = len(data)
+    tar.addfile(full, io.BytesIO(data))
+PY
+	(cd "$scratch" && ar rc "$out/deb/links-escape.deb" debian-binary control.tar.gz data.tar)
+fi
+
 # initramfs: a "binary" with busybox's applet table (and one too short).
 {
 	printf '\177ELF\2\1\1\0junk before the table\0['
