@@ -410,7 +410,13 @@ gboolean peer_ring(struct peer *peer, int peer_id, guint vector, GError **error)
 		fd = g_array_index(remote->fds, int, vector);
 	}
 	for (;;) {
-		if (write(fd, &one, sizeof(one)) == sizeof(one))
+		/* A vector is an eventfd; a server that passed a socket instead
+		 * must not kill us with SIGPIPE when its other end is closed. */
+		ssize_t n = send(fd, &one, sizeof(one), MSG_NOSIGNAL);
+
+		if (n < 0 && errno == ENOTSOCK)
+			n = write(fd, &one, sizeof(one));
+		if (n == sizeof(one))
 			return TRUE;
 		if (errno == EINTR)
 			continue;

@@ -16,6 +16,7 @@
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
+	fuzz_catch_sigpipe();
 	return 0;
 }
 

@@ -25,6 +25,7 @@
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
+	fuzz_catch_sigpipe();
 	return 0;
 }
 

@@ -29,6 +29,7 @@ static char *control_path;
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
+	fuzz_catch_sigpipe();
 	g_autoptr(GError) error = NULL;
 	g_autofree char *dir = g_dir_make_tmp("fuzz-server-XXXXXX", &error);
 	struct server_options opts;

@@ -4,7 +4,9 @@
 #ifndef IVLAB_FUZZ_H
 #define IVLAB_FUZZ_H
 
+#include <signal.h>
 #include <stddef.h>
+#include <stdlib.h>
 #include <stdint.h>
 #include <string.h>
 #include <glib.h>
@@ -16,6 +18,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 static inline void fuzz_use_tree(void)
 {
 	g_setenv("IVLAB_DATADIR", FUZZ_SRCDIR, FALSE);
+}
+
+static inline void fuzz_sigpipe(int sig)
+{
+	abort();
+}
+
+/* ivlab does not ignore SIGPIPE (but in the server daemon): a write that
+ * raises it would kill ivlab. libFuzzer keeps no input for a death by
+ * SIGPIPE: make it an abort(), a crash it records. */
+static inline void fuzz_catch_sigpipe(void)
+{
+	signal(SIGPIPE, fuzz_sigpipe);
 }
 
 /* The input up to its first NUL, as a string of its own (free it). */
