@@ -24,10 +24,7 @@ static char *sentinel;
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
-	g_autoptr(GError) error = NULL;
-
-	scratch = g_dir_make_tmp("fuzz-deb-XXXXXX", &error);
-	g_assert_no_error(error);
+	scratch = g_strdup(fuzz_make_scratch("fuzz-deb"));
 	dest = g_build_filename(scratch, "dest", NULL);
 	sentinel = g_build_filename(scratch, "sentinel", NULL);
 	g_assert(g_file_set_contents(sentinel, SENTINEL, -1, NULL));

@@ -15,11 +15,7 @@ static char *out_path;
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
-	g_autoptr(GError) error = NULL;
-	g_autofree char *dir = g_dir_make_tmp("fuzz-initramfs-XXXXXX", &error);
-
-	g_assert_no_error(error);
-	out_path = g_build_filename(dir, "initrd.img", NULL);
+	out_path = g_build_filename(fuzz_make_scratch("fuzz-initramfs"), "initrd.img", NULL);
 	return 0;
 }
 

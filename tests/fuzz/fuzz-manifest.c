@@ -15,12 +15,10 @@ static char *manifest_path;
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
-	g_autoptr(GError) error = NULL;
-	g_autofree char *state = g_dir_make_tmp("fuzz-manifest-XXXXXX", &error);
+	const char *state = fuzz_make_scratch("fuzz-manifest");
 	g_autofree char *dir = NULL;
 	g_autofree char *kernel = NULL, *initrd = NULL;
 
-	g_assert_no_error(error);
 	g_setenv("IVLAB_STATE_DIR", state, TRUE);
 	fuzz_use_tree();
 	dir = ivlab_image_dir("x86_64");

@@ -33,6 +33,33 @@ static inline void fuzz_catch_sigpipe(void)
 	signal(SIGPIPE, fuzz_sigpipe);
 }
 
+/* A scratch directory (TMPDIR) removed when the fuzzer exits. */
+static char *fuzz_scratch_dir;
+
+static inline void fuzz_remove_scratch(void)
+{
+	g_autofree char *command = NULL;
+
+	if (!fuzz_scratch_dir)
+		return;
+	/* Extracted trees may have taken their own write permission away. */
+	command = g_strdup_printf("chmod -R u+rwx '%s' 2>/dev/null; rm -rf '%s'",
+				  fuzz_scratch_dir, fuzz_scratch_dir);
+	if (system(command) != 0)
+		g_printerr("fuzz: cannot remove %s\n", fuzz_scratch_dir);
+}
+
+static inline const char *fuzz_make_scratch(const char *name)
+{
+	g_autoptr(GError) error = NULL;
+	g_autofree char *pattern = g_strdup_printf("%s-XXXXXX", name);
+
+	fuzz_scratch_dir = g_dir_make_tmp(pattern, &error);
+	g_assert_no_error(error);
+	atexit(fuzz_remove_scratch);
+	return fuzz_scratch_dir;
+}
+
 /* The input up to its first NUL, as a string of its own (free it). */
 static inline char *fuzz_string(const uint8_t *data, size_t size)
 {
