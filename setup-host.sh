@@ -13,7 +13,8 @@ fi
 # linux-headers-ARCH: make builds the guest module against them (W=1);
 # linux-source-6.1: its tarball carries checkpatch.pl, which no Debian package
 # installs, for make check, and the sources of the kernel tests/build-test-kernel.sh
-# builds (with flex, bison, bc and libelf-dev) for test-lab-kernel.sh.
+# builds (with flex, bison, bc and libelf-dev) for test-lab-kernel.sh; clang (with
+# libFuzzer and its sanitizers): make fuzz and its smoke test in make check.
 packages="
 	autoconf automake libtool pkg-config make gcc libc6-dev
 	libglib2.0-dev libjson-glib-dev libvirt-dev libxml2-dev libxml2-utils libcurl4-gnutls-dev libarchive-dev
@@ -24,7 +25,7 @@ packages="
 	flex bison bc libelf-dev
 	busybox-static cpio xz-utils zstd
 	bash-completion debhelper dpkg-dev fakeroot lintian git
-	python3 python3-jsonschema mandoc valgrind tmux socat procps psmisc
+	python3 python3-jsonschema mandoc valgrind tmux socat procps psmisc clang
 "
 
 export DEBIAN_FRONTEND=noninteractive

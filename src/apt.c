@@ -216,8 +216,11 @@ gboolean apt_download(struct apt_deb *debs, gsize count, const char *cache_dir, 
 
 	if (!ivlab_make_dir(cache_dir, error))
 		return FALSE;
-	for (gsize i = 0; i < count; i++)
+	for (gsize i = 0; i < count; i++) {
+		/* A second download of the same debs (all cached) replaces it. */
+		g_free(debs[i].path);
 		debs[i].path = g_build_filename(cache_dir, debs[i].filename, NULL);
+	}
 	lock_fd = ivlab_lock(lock_path, TRUE, "the package cache", error);
 	if (lock_fd < 0)
 		return FALSE;

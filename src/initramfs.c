@@ -255,8 +255,9 @@ GStrv initramfs_busybox_applets(GBytes *busybox, GError **error)
 {
 	gsize size;
 	const char *data = g_bytes_get_data(busybox, &size);
-	const char *end = data + size;
-	const char *hit = memmem(data, size, BUSYBOX_APPLETS_START, BUSYBOX_APPLETS_START_LEN);
+	const char *end = data ? data + size : NULL;
+	const char *hit = data ? memmem(data, size, BUSYBOX_APPLETS_START,
+					BUSYBOX_APPLETS_START_LEN) : NULL;
 	g_autoptr(GStrvBuilder) names = g_strv_builder_new();
 	guint count = 0;
 
@@ -266,8 +267,10 @@ GStrv initramfs_busybox_applets(GBytes *busybox, GError **error)
 	}
 	for (const char *name = hit + 1; name < end && *name; count++) {
 		gsize len = strnlen(name, end - name);
+		/* The last name may run to the end of the file, unterminated. */
+		g_autofree char *copy = g_strndup(name, len);
 
-		g_strv_builder_add(names, name);
+		g_strv_builder_add(names, copy);
 		name += len + 1;
 	}
 	if (count < BUSYBOX_APPLETS_MIN) {
@@ -277,7 +280,19 @@ GStrv initramfs_busybox_applets(GBytes *busybox, GError **error)
 	return g_strv_builder_end(names);
 }
 
-static gboolean add_busybox(Initramfs *initramfs, GBytes *busybox, GError **error)
+/* An applet name read from a foreign binary as a link in /bin: one path
+ * component of printable ASCII, no "." or "..". */
+static gboolean applet_name_is_safe(const char *name)
+{
+	if (!*name || strcmp(name, ".") == 0 || strstr(name, ".."))
+		return FALSE;
+	for (const char *c = name; *c; c++)
+		if (*c == '/' || !g_ascii_isgraph(*c))
+			return FALSE;
+	return TRUE;
+}
+
+gboolean initramfs_add_busybox(Initramfs *initramfs, GBytes *busybox, GError **error)
 {
 	g_auto(GStrv) applets = initramfs_busybox_applets(busybox, error);
 
@@ -287,7 +302,7 @@ static gboolean add_busybox(Initramfs *initramfs, GBytes *busybox, GError **erro
 	for (char **applet = applets; *applet; applet++) {
 		g_autofree char *path = g_build_filename("/bin", *applet, NULL);
 
-		if (strcmp(*applet, "busybox") != 0 && !strchr(*applet, '/') &&
+		if (strcmp(*applet, "busybox") != 0 && applet_name_is_safe(*applet) &&
 		    !initramfs_has(initramfs, path))
 			initramfs_add_symlink(initramfs, path, "busybox");
 	}
@@ -324,7 +339,7 @@ gboolean initramfs_write_guest(const struct initramfs_guest *guest, const char *
 		initramfs_add_dir(initramfs, dirs[i], strcmp(dirs[i], "/tmp") == 0 ? 01777 : 0755);
 	initramfs_add_chardev(initramfs, "/dev/console", DEV_CONSOLE_MAJOR, DEV_CONSOLE_MINOR, 0600);
 	initramfs_add_chardev(initramfs, "/dev/null", DEV_NULL_MAJOR, DEV_NULL_MINOR, 0666);
-	if (!add_busybox(initramfs, guest->busybox, error) ||
+	if (!initramfs_add_busybox(initramfs, guest->busybox, error) ||
 	    !initramfs_add_file(initramfs, "/init", guest->init_path, 0755, error) ||
 	    !initramfs_add_file(initramfs, "/sbin/ivlab-agent", guest->agent_path, 0755, error))
 		return FALSE;

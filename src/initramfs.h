@@ -39,6 +39,9 @@ gboolean initramfs_parse_compression(const char *name, enum initramfs_compressio
  * read from the file itself so a foreign-arch busybox needs no running. */
 GStrv initramfs_busybox_applets(GBytes *busybox, GError **error);
 
+/* /bin/busybox and a link to it for each of its applets (but "busybox"). */
+gboolean initramfs_add_busybox(Initramfs *initramfs, GBytes *busybox, GError **error);
+
 /* What goes into a guest image's initramfs. */
 struct initramfs_guest {
 	GBytes *busybox;        /* static; its applets become links */

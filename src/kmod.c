@@ -27,21 +27,24 @@
 
 /* --- .modinfo ------------------------------------------------------------ */
 
-/* The section headers of a 64-bit little-endian ELF object, checked to lie
- * inside it, or NULL. */
-static const Elf64_Shdr *elf_sections(const guint8 *data, gsize size, const Elf64_Ehdr **out)
+/* The ELF header of a 64-bit little-endian object whose section headers lie
+ * inside it (copied out: the bytes need not be aligned), or FALSE. */
+static gboolean elf_header(const guint8 *data, gsize size, Elf64_Ehdr *ehdr)
 {
-	const Elf64_Ehdr *ehdr = (const Elf64_Ehdr *)data;
-
 	if (size < sizeof(*ehdr) || memcmp(data, ELFMAG, SELFMAG) != 0 ||
 	    data[EI_CLASS] != ELFCLASS64 || data[EI_DATA] != ELFDATA2LSB)
-		return NULL;
-	if (ehdr->e_shoff == 0 || ehdr->e_shentsize != sizeof(Elf64_Shdr) ||
-	    ehdr->e_shoff > size || (size - ehdr->e_shoff) / sizeof(Elf64_Shdr) < ehdr->e_shnum ||
-	    ehdr->e_shstrndx >= ehdr->e_shnum)
-		return NULL;
-	*out = ehdr;
-	return (const Elf64_Shdr *)(data + ehdr->e_shoff);
+		return FALSE;
+	memcpy(ehdr, data, sizeof(*ehdr));
+	return ehdr->e_shoff != 0 && ehdr->e_shentsize == sizeof(Elf64_Shdr) &&
+	       ehdr->e_shoff <= size && (size - ehdr->e_shoff) / sizeof(Elf64_Shdr) >= ehdr->e_shnum &&
+	       ehdr->e_shstrndx < ehdr->e_shnum;
+}
+
+/* Section index's header, copied out of a checked object. */
+static void elf_section(const guint8 *data, const Elf64_Ehdr *ehdr, guint index,
+			Elf64_Shdr *section)
+{
+	memcpy(section, data + ehdr->e_shoff + (gsize)index * sizeof(*section), sizeof(*section));
 }
 
 static gboolean section_inside(const Elf64_Shdr *section, gsize size)
@@ -68,27 +71,28 @@ char *kmod_modinfo(GBytes *module, const char *key)
 {
 	gsize size;
 	const guint8 *data = g_bytes_get_data(module, &size);
-	const Elf64_Ehdr *ehdr = NULL;
-	const Elf64_Shdr *sections = elf_sections(data, size, &ehdr);
-	const Elf64_Shdr *strtab;
+	Elf64_Ehdr ehdr;
+	Elf64_Shdr strtab, section;
 
-	if (!sections)
+	if (!data || !elf_header(data, size, &ehdr))
 		return NULL;
-	strtab = &sections[ehdr->e_shstrndx];
-	if (!section_inside(strtab, size))
+	elf_section(data, &ehdr, ehdr.e_shstrndx, &strtab);
+	if (!section_inside(&strtab, size))
 		return NULL;
-	for (guint i = 0; i < ehdr->e_shnum; i++) {
-		const Elf64_Shdr *section = &sections[i];
+	for (guint i = 0; i < ehdr.e_shnum; i++) {
 		const char *text;
 
-		if (section->sh_name >= strtab->sh_size ||
-		    strncmp((const char *)data + strtab->sh_offset + section->sh_name, MODINFO_SECTION,
-			    strtab->sh_size - section->sh_name) != 0)
+		elf_section(data, &ehdr, i, &section);
+		/* The whole name, its NUL included, inside the string table. */
+		if (section.sh_name >= strtab.sh_size ||
+		    strtab.sh_size - section.sh_name < sizeof(MODINFO_SECTION) ||
+		    memcmp(data + strtab.sh_offset + section.sh_name, MODINFO_SECTION,
+			   sizeof(MODINFO_SECTION)) != 0)
 			continue;
-		if (!section_inside(section, size))
+		if (!section_inside(&section, size))
 			return NULL;
-		text = (const char *)data + section->sh_offset;
-		return modinfo_lookup(text, text + section->sh_size, key);
+		text = (const char *)data + section.sh_offset;
+		return modinfo_lookup(text, text + section.sh_size, key);
 	}
 	return NULL;
 }

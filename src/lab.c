@@ -1117,12 +1117,21 @@ static gboolean parse_lab_items(struct lab *lab, xmlNode *root, struct lab_commo
 
 struct lab *lab_load(const char *path, GError **error)
 {
-	struct xml_errors errors = { 0 };
-	struct refusal refusal = { 0 };
-	g_autoptr(xmlParserCtxt) parser = xmlNewParserCtxt();
-	g_autoptr(xmlDoc) doc = NULL;
 	g_autofree char *text = NULL;
 	gsize length = 0;
+
+	/* read_lab_file() refuses more than G_MAXINT bytes. */
+	if (!read_lab_file(path, &text, &length, error))
+		return NULL;
+	return lab_load_data(path, text, length, error);
+}
+
+struct lab *lab_load_data(const char *path, const char *text, gsize length, GError **error)
+{
+	struct xml_errors errors = { 0 };
+	struct refusal refusal = { 0 };
+	g_autoptr(xmlParserCtxt) parser = NULL;
+	g_autoptr(xmlDoc) doc = NULL;
 	g_autoptr(Lab) lab = NULL;
 	static const char *const accels[] = { "auto", "kvm", "tcg", NULL };
 	g_autofree char *accel = NULL;
@@ -1130,9 +1139,15 @@ struct lab *lab_load(const char *path, GError **error)
 	gboolean ok;
 	xmlNode *root;
 
-	/* read_lab_file() refuses more than G_MAXINT bytes. */
-	if (!read_lab_file(path, &text, &length, error))
+	if (length > G_MAXINT) {
+		ivlab_fail(error, "%s: too big for a lab file", path);
 		return NULL;
+	}
+	parser = xmlNewParserCtxt();
+	if (!parser) {
+		ivlab_fail(error, "%s: out of memory", path);
+		return NULL;
+	}
 	refusal.path = path;
 	parser->_private = &refusal;
 	/* No DTD is loaded, no entity substituted, no network; the internal

@@ -107,6 +107,9 @@ struct lab {
 /* Read, validate against domains/lab.rng and check a lab file; errors read
  * "FILE:LINE: what is wrong". */
 struct lab *lab_load(const char *path, GError **error);
+/* The same for a lab file's bytes already in memory; path names it in
+ * messages and resolves its relative paths. */
+struct lab *lab_load_data(const char *path, const char *text, gsize length, GError **error);
 void lab_free(struct lab *lab);
 typedef struct lab Lab; /* for g_autoptr(Lab) */
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(Lab, lab_free)

@@ -300,16 +300,24 @@ static gboolean read_setup(struct peer *peer, int timeout_ms, GError **error)
 	}
 }
 
-struct peer *peer_connect_timeout(const char *socket_path, int timeout_ms, GError **error)
+/* A peer with no connection yet, named name in messages. */
+static struct peer *peer_new(const char *name)
 {
-	g_autoptr(Peer) peer = g_new0(struct peer, 1);
-	struct sockaddr_un addr = { .sun_family = AF_UNIX };
-	struct serverctl_info info;
+	struct peer *peer = g_new0(struct peer, 1);
 
-	peer->socket_path = g_strdup(socket_path);
+	peer->socket_path = g_strdup(name);
 	peer->sock = peer->shm_fd = peer->partial_fd = -1;
 	peer->id = -1;
 	peer->remotes = g_hash_table_new_full(NULL, NULL, NULL, remote_free);
+	return peer;
+}
+
+struct peer *peer_connect_timeout(const char *socket_path, int timeout_ms, GError **error)
+{
+	g_autoptr(Peer) peer = peer_new(socket_path);
+	struct sockaddr_un addr = { .sun_family = AF_UNIX };
+	struct serverctl_info info;
+
 	if (strlen(socket_path) >= sizeof(addr.sun_path)) {
 		ivlab_fail(error, "%s: path too long for a UNIX socket", socket_path);
 		return NULL;
@@ -329,6 +337,18 @@ struct peer *peer_connect_timeout(const char *socket_path, int timeout_ms, GErro
 		ivlab_fail(error, "%s: connect: %s", socket_path, g_strerror(errno));
 		return NULL;
 	}
+	if (!read_setup(peer, timeout_ms, error))
+		return NULL;
+	return g_steal_pointer(&peer);
+}
+
+struct peer *peer_connect_fd(int sock, const char *name, guint vectors, int timeout_ms,
+			     GError **error)
+{
+	g_autoptr(Peer) peer = peer_new(name);
+
+	peer->sock = sock;
+	peer->expected_vectors = vectors;
 	if (!read_setup(peer, timeout_ms, error))
 		return NULL;
 	return g_steal_pointer(&peer);
@@ -390,7 +410,13 @@ gboolean peer_ring(struct peer *peer, int peer_id, guint vector, GError **error)
 		fd = g_array_index(remote->fds, int, vector);
 	}
 	for (;;) {
-		if (write(fd, &one, sizeof(one)) == sizeof(one))
+		/* A vector is an eventfd; a server that passed a socket instead
+		 * must not kill us with SIGPIPE when its other end is closed. */
+		ssize_t n = send(fd, &one, sizeof(one), MSG_NOSIGNAL);
+
+		if (n < 0 && errno == ENOTSOCK)
+			n = write(fd, &one, sizeof(one));
+		if (n == sizeof(one))
 			return TRUE;
 		if (errno == EINTR)
 			continue;

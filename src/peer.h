@@ -12,6 +12,12 @@ struct peer;
  * from the server's control socket when it has one, else from the setup
  * burst itself. */
 struct peer *peer_connect_timeout(const char *socket_path, int timeout_ms, GError **error);
+/* The same over a socket already connected to a server (taken: closed by
+ * peer_free(), or here on failure), named name in messages; vectors is how
+ * many the setup carries (0: unknown, as from a server without a control
+ * socket). For tests and fuzzing with a socket pair. */
+struct peer *peer_connect_fd(int sock, const char *name, guint vectors, int timeout_ms,
+			     GError **error);
 /* peer_connect_timeout() with a 10 s timeout. */
 struct peer *peer_connect(const char *socket_path, GError **error);
 void peer_free(struct peer *peer);

@@ -287,8 +287,42 @@ static void test_busybox_no_table(void)
 	g_assert_nonnull(strstr(error->message, "applet table"));
 }
 
-/* A minimal relocatable ELF64 with a .modinfo section. */
-static GBytes *fake_module(const char *modinfo, gsize modinfo_len)
+/* Found by tests/fuzz (fuzz-initramfs): an empty file; a table whose last
+ * name runs to the end of the file; names that are no file name ("..",
+ * "a..b", "x/y", ".") aborted initramfs_add_busybox() in its path checks. */
+static void test_busybox_hostile(void)
+{
+	static const char unterminated[] = "\0[\0[[\0acpid\0ash\0cat\0ls\0mount\0sh\0sleep\0tail";
+	static const char odd[] = "\0[\0[[\0..\0a..b\0x/y\0.\0tab\there\0busybox\0ls\0cat\0sh\0\0";
+	g_autoptr(GBytes) empty = g_bytes_new(NULL, 0);
+	/* g_bytes_new() copies exactly: nothing follows the last byte. */
+	g_autoptr(GBytes) cut = g_bytes_new(unterminated, sizeof(unterminated) - 1);
+	g_autoptr(GBytes) strange = g_bytes_new(odd, sizeof(odd));
+	g_autoptr(Initramfs) initramfs = initramfs_new();
+	g_autoptr(GError) error = NULL;
+	g_auto(GStrv) none = initramfs_busybox_applets(empty, &error);
+	g_auto(GStrv) names = NULL;
+
+	g_assert_null(none);
+	g_assert_error(error, IVLAB_ERROR, IVLAB_ERROR_FAILED);
+	g_clear_error(&error);
+	names = initramfs_busybox_applets(cut, &error);
+	g_assert_no_error(error);
+	g_assert_cmpuint(g_strv_length(names), ==, 10);
+	g_assert_cmpstr(names[9], ==, "tail");
+	g_assert_true(initramfs_add_busybox(initramfs, strange, &error));
+	g_assert_no_error(error);
+	g_assert_true(initramfs_has(initramfs, "/bin/busybox"));
+	g_assert_true(initramfs_has(initramfs, "/bin/ls"));
+	g_assert_true(initramfs_has(initramfs, "/bin/["));
+	g_assert_false(initramfs_has(initramfs, "/bin/x"));
+	g_assert_false(initramfs_has(initramfs, "/bin/tab\there"));
+}
+
+/* A minimal relocatable ELF64 with a .modinfo section; its section headers
+ * at an odd offset when misaligned (found by tests/fuzz, fuzz-kmod: they
+ * were read in place, an unaligned access UBSan reports). */
+static GBytes *fake_module_at(const char *modinfo, gsize modinfo_len, gboolean misaligned)
 {
 	static const char shstrtab[] = "\0.modinfo\0.shstrtab";
 	g_autoptr(GByteArray) out = g_byte_array_new();
@@ -296,7 +330,7 @@ static GBytes *fake_module(const char *modinfo, gsize modinfo_len)
 	Elf64_Shdr sections[3] = { { 0 } };
 	gsize modinfo_off = sizeof(ehdr);
 	gsize strtab_off = modinfo_off + modinfo_len;
-	gsize shoff = (strtab_off + sizeof(shstrtab) + 7) & ~(gsize)7;
+	gsize shoff = ((strtab_off + sizeof(shstrtab) + 7) & ~(gsize)7) + (misaligned ? 1 : 0);
 
 	memcpy(ehdr.e_ident, ELFMAG, SELFMAG);
 	ehdr.e_ident[EI_CLASS] = ELFCLASS64;
@@ -323,6 +357,20 @@ static GBytes *fake_module(const char *modinfo, gsize modinfo_len)
 		g_byte_array_append(out, (const guint8 *)"", 1);
 	g_byte_array_append(out, (const guint8 *)sections, sizeof(sections));
 	return g_byte_array_free_to_bytes(g_steal_pointer(&out));
+}
+
+static GBytes *fake_module(const char *modinfo, gsize modinfo_len)
+{
+	return fake_module_at(modinfo, modinfo_len, FALSE);
+}
+
+static void test_modinfo_misaligned(void)
+{
+	static const char modinfo[] = "license=GPL\0name=virtio_console\0";
+	g_autoptr(GBytes) module = fake_module_at(modinfo, sizeof(modinfo), TRUE);
+	g_autofree char *name = kmod_modinfo(module, "name");
+
+	g_assert_cmpstr(name, ==, "virtio_console");
 }
 
 static void test_modinfo(void)
@@ -646,8 +694,10 @@ int main(int argc, char **argv)
 	g_test_add_func("/initramfs/parse-compression", test_parse_compression);
 	g_test_add_func("/image/busybox-applets", test_busybox_applets);
 	g_test_add_func("/image/busybox-no-table", test_busybox_no_table);
+	g_test_add_func("/image/busybox-hostile", test_busybox_hostile);
 	g_test_add_func("/image/modinfo", test_modinfo);
 	g_test_add_func("/image/modinfo-garbage", test_modinfo_garbage);
+	g_test_add_func("/image/modinfo-misaligned", test_modinfo_misaligned);
 	g_test_add_func("/kmod/load-order", test_kmod_load_order);
 	g_test_add_func("/kmod/check-release", test_kmod_check_release);
 	g_test_add_func("/image/arches-and-paths", test_arches_and_paths);

@@ -591,6 +591,58 @@ static void test_peer_bad_servers(void)
 	peer_free(peer);
 }
 
+static void send_fd(int sock, gint64 value, int fd)
+{
+	guint64 le = GUINT64_TO_LE((guint64)value);
+	struct iovec iov = { .iov_base = &le, .iov_len = sizeof(le) };
+	union {
+		char buf[CMSG_SPACE(sizeof(int))];
+		struct cmsghdr align;
+	} u;
+	struct msghdr hdr = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf,
+			      .msg_controllen = sizeof(u.buf) };
+	struct cmsghdr *cmsg;
+
+	memset(&u, 0, sizeof(u));
+	cmsg = CMSG_FIRSTHDR(&hdr);
+	cmsg->cmsg_level = SOL_SOCKET;
+	cmsg->cmsg_type = SCM_RIGHTS;
+	cmsg->cmsg_len = CMSG_LEN(sizeof(int));
+	memcpy(CMSG_DATA(cmsg), &fd, sizeof(int));
+	g_assert_cmpint(sendmsg(sock, &hdr, MSG_NOSIGNAL), ==, 8);
+	close(fd);
+}
+
+/* Found by tests/fuzz (fuzz-peer): a server that passes a socket as a
+ * peer's vector, its other end closed: ringing it raised SIGPIPE, which
+ * killed `ivlab peer`. Now an error. The setup over a socket pair
+ * (peer_connect_fd), 1 vector. */
+static void test_peer_socket_vector(void)
+{
+	g_autoptr(GError) error = NULL;
+	g_autoptr(Peer) peer = NULL;
+	int pair[2], vector[2], shm = memfd_create("fake", MFD_CLOEXEC);
+
+	g_assert_cmpint(ftruncate(shm, 65536), ==, 0);
+	g_assert_cmpint(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair), ==, 0);
+	g_assert_cmpint(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, vector), ==, 0);
+	close(vector[1]);
+	send_value(pair[1], 0, FALSE);
+	send_value(pair[1], 4, FALSE);
+	send_fd(pair[1], -1, shm);
+	send_fd(pair[1], 2, vector[0]);
+	send_fd(pair[1], 4, eventfd(0, EFD_CLOEXEC));
+	peer = peer_connect_fd(pair[0], "fake", 1, 2000, &error);
+	g_assert_no_error(error);
+	g_assert_cmpuint(peer_remote_vectors(peer, 2), ==, 1);
+	g_assert_false(peer_ring(peer, 2, 0, &error));
+	g_assert_nonnull(strstr(error->message, "ring: peer 2 vector 0"));
+	g_clear_error(&error);
+	g_assert_true(peer_ring(peer, 4, 0, &error));
+	g_assert_no_error(error);
+	close(pair[1]);
+}
+
 int main(int argc, char **argv)
 {
 	g_test_init(&argc, &argv, NULL);
@@ -603,5 +655,6 @@ int main(int argc, char **argv)
 	g_test_add_func("/server/shm-kinds", test_shm_kinds);
 	g_test_add_func("/server/shm-not-ours", test_shm_not_ours);
 	g_test_add_func("/peer/bad-servers", test_peer_bad_servers);
+	g_test_add_func("/peer/socket-vector", test_peer_socket_vector);
 	return g_test_run();
 }
