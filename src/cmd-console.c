@@ -106,9 +106,23 @@ static gboolean cmd_console_exec(const struct ivlab_cmd *self, struct ivlab_ctx 
 			    sg->guest->name, virDomainGetName(dom), virt_state_name(virt_state(dom)));
 		return FALSE;
 	}
-	link = virt_open_console(dom, force, error);
-	if (!link)
-		return FALSE;
+	/* A console session that just closed (up's or the suite's, which
+	 * watch the boot) is released by libvirtd a moment later. */
+	for (int tries = 0;; tries++) {
+		g_autoptr(GError) busy = NULL;
+
+		link = virt_open_console(dom, force, &busy);
+		if (link)
+			break;
+		if (!strstr(busy->message, "Active console session") || tries == 30) {
+			if (strstr(busy->message, "Active console session"))
+				g_prefix_error(&busy, "another console is attached (use --force to take "
+					       "it over): ");
+			g_propagate_error(error, g_steal_pointer(&busy));
+			return FALSE;
+		}
+		g_usleep(100000);
+	}
 	fprintf(stderr, "Connected to %s (%s). Escape character is ^]\r\n", sg->guest->name,
 		virDomainGetName(dom));
 	if (tty && tcgetattr(STDIN_FILENO, &saved) == 0) {
