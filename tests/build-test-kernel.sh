@@ -40,6 +40,14 @@ fi
 src_digest=$(echo "$source_id" | sha256sum | cut -c1-16)
 src=$cache/src-$src_digest
 mkdir -p "$cache"
+# One build at a time per cache: a second caller waits for the first and
+# then finds its result, rather than both writing one build directory.
+exec 9>"$cache/.lock"
+flock 9
+if [ -r "$out/.ivlab-built" ]; then
+	echo "$out"
+	exit 0
+fi
 if [ ! -r "$src/.ivlab-unpacked" ]; then
 	rm -rf "$src" "$src.tmp"
 	mkdir -p "$src.tmp"
