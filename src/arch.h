@@ -21,6 +21,9 @@ struct arch {
 	const char *agent_file;       /* the static agent's file name, in the build and libexec dirs */
 	const char *kernel_file;      /* the image's files in its image directory */
 	const char *initrd_file;
+	/* The uncompressed ELF kernel QEMU enters through PVH (x86 only),
+	 * extracted from the bzImage by the image build; NULL: none. */
+	const char *pvh_kernel_file;
 	/* A <kernel>'s image: magic bytes at an offset, what they are called,
 	 * and where a kernel build leaves it (for messages). */
 	const char *kernel_magic;

@@ -126,12 +126,31 @@ char *domxml_share_tag(const struct lab_share *share, guint index)
 	return share->tag ? g_strdup(share->tag) : g_strdup_printf("ivlab%u", index);
 }
 
+char *domxml_guest_kernel(const struct lab *lab, const struct lab_guest *guest)
+{
+	const struct arch *arch = guest_arch(guest);
+	g_autofree char *dir = guest->kernel ? ivlab_lab_dir(lab->name) : ivlab_image_dir(arch->name);
+	g_autofree char *pvh_name = NULL, *pvh = NULL;
+
+	/* The uncompressed ELF kernel with a PVH entry, where the image build
+	 * (image.c) or `up` (labkernel.c) could make one: QEMU enters it
+	 * directly, without firmware or decompression. */
+	if (arch->pvh_kernel_file) {
+		pvh_name = guest->kernel ? g_strdup_printf("%s.%s", guest->name, arch->pvh_kernel_file) :
+					   g_strdup(arch->pvh_kernel_file);
+		pvh = g_build_filename(dir, pvh_name, NULL);
+		if (g_file_test(pvh, G_FILE_TEST_EXISTS))
+			return g_steal_pointer(&pvh);
+	}
+	/* A kernel under test, or the image's. */
+	return guest->kernel ? g_strdup(guest->kernel) :
+			       g_build_filename(dir, arch->kernel_file, NULL);
+}
+
 static void add_os(xmlNode *domain, const struct lab *lab, const struct lab_guest *guest)
 {
 	g_autofree char *image_dir = ivlab_image_dir(guest->arch);
-	/* A kernel under test, or the image's. */
-	g_autofree char *kernel = guest->kernel ? g_strdup(guest->kernel) :
-				  g_build_filename(image_dir, guest_arch(guest)->kernel_file, NULL);
+	g_autofree char *kernel = domxml_guest_kernel(lab, guest);
 	g_autofree char *initrd = domxml_guest_initrd(lab, guest);
 	g_autofree char *cmdline = domxml_kernel_cmdline(lab, guest);
 	xmlNode *os = child(domain, "os", NULL);

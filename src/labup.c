@@ -8,6 +8,7 @@
 #include <unistd.h>
 #include <sys/stat.h>
 
+#include "bootprofile.h"
 #include "domxml.h"
 #include "host.h"
 #include "image.h"
@@ -86,6 +87,8 @@ struct boot {
 	struct agent_link *agent;
 	GError *error;
 	double seconds;
+	struct bootprofile profile;
+	gboolean profiled;
 	GAsyncQueue *done; /* this boot, pushed when finished */
 	char *log_path;    /* where the captured console goes, or NULL */
 };
@@ -192,6 +195,8 @@ static gboolean boot_run(struct boot *boot, GError **error)
 		boot->reader = g_thread_new("console", console_reader, boot);
 	if (boot->start && virDomainResume(boot->dom) < 0)
 		return virt_dom_error(error, boot->dom, "cannot resume");
+	/* The machine runs from here: firmware's time starts. */
+	gint64 resumed = g_get_monotonic_time();
 	boot->agent = agent_link_open(boot->dom, boot->name, TRUE, error);
 	if (!boot->agent)
 		return FALSE;
@@ -202,6 +207,15 @@ static gboolean boot_run(struct boot *boot, GError **error)
 
 	if (!hello)
 		return FALSE;
+	gint64 answered = g_get_monotonic_time();
+	g_autoptr(GError) no_profile = NULL;
+
+	/* A guest already running has no boot to profile. */
+	if (boot->start)
+		boot->profiled = bootprofile_from_hello(&boot->profile, started, resumed, answered,
+							hello, &no_profile);
+	if (no_profile)
+		ivlab_debug("%s: %s", boot->name, no_profile->message);
 	ivlab_debug("%s: agent %s on %s, kernel %s", boot->name,
 		    agent_reply_get(hello, "agent") ?: "?", agent_reply_get(hello, "arch") ?: "?",
 		    agent_reply_get(hello, "kernel") ?: "?");
@@ -358,6 +372,12 @@ gboolean labup_start_guests(const struct lab *lab, struct labrun *run, GPtrArray
 				first = g_error_copy(boot->error);
 		} else {
 			ready++;
+			if (boot->profiled && ivlab_verbosity() >= 2) {
+				g_autofree char *stages = bootprofile_format(&boot->profile);
+
+				ivlab_progress_end(&line);
+				ivlab_debug("%s: boot profile: %s", boot->name, stages);
+			}
 			if (line.active)
 				progress(&line, ready, doms->len, started, boot->name);
 			else

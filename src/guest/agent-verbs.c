@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 #include <sys/ioctl.h>
 #include <sys/klog.h>
@@ -46,21 +47,34 @@ void agent_catch_faults(void)
 /* Written by /init once it applied the lab's modules, shares and boot commands. */
 #define IVLAB_BOOT_STATUS "/run/ivlab/boot-status"
 
-/* " boot=ok" or " boot=failed:WHY" from what /init applied, when it wrote it. */
-static void boot_status(struct reply *reply)
+/* Written by /init just before it starts the agent: its stages' uptimes. */
+#define IVLAB_BOOT_PROFILE "/run/ivlab/boot-profile"
+
+/* " KEY=LINE" (percent-encoded) from the first line of path, if it has one. */
+static void add_file_line(struct reply *reply, const char *key, const char *path)
 {
 	char line[512];
-	FILE *file = fopen(IVLAB_BOOT_STATUS, "r");
+	FILE *file = fopen(path, "re");
 	size_t len;
 
 	if (!file)
 		return;
 	if (fgets(line, sizeof(line), file)) {
 		len = strcspn(line, "\n");
-		reply_add(reply, " boot=");
+		reply_add(reply, " %s=", key);
 		reply_add_encoded(reply, (uint8_t *)line, len);
 	}
 	fclose(file);
+}
+
+/* Seconds since the kernel started, as /proc/uptime counts them. */
+static void add_uptime(struct reply *reply)
+{
+	struct timespec now;
+
+	if (clock_gettime(CLOCK_BOOTTIME, &now) == 0)
+		reply_add(reply, " uptime=%lld.%03ld", (long long)now.tv_sec,
+			  now.tv_nsec / 1000000);
 }
 
 static bool cmd_hello(struct request *req, struct reply *reply)
@@ -75,7 +89,9 @@ static bool cmd_hello(struct request *req, struct reply *reply)
 		  IVLAB_AGENT_PROTO, IVLAB_AGENT_VERSION, uts.machine, uts.release,
 		  agent.guest[0] ? agent.guest : "none", agent.lab[0] ? agent.lab : "none",
 		  agent.nregions);
-	boot_status(reply);
+	add_file_line(reply, "boot", IVLAB_BOOT_STATUS);
+	add_uptime(reply);
+	add_file_line(reply, "profile", IVLAB_BOOT_PROFILE);
 	return true;
 }
 
