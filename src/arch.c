@@ -34,6 +34,7 @@ static const struct arch arches[] = {
 		.kernel_file = "vmlinuz",
 		.initrd_file = "initrd.img",
 		.pvh_kernel_file = "vmlinux",
+		.quiet_cmdline = "quiet unknown_nmi_panic=1 panic_print=0x20",
 		/* The boot protocol's header signature (Documentation/x86/boot.rst). */
 		.kernel_magic = "HdrS",
 		.kernel_magic_offset = 0x202,

@@ -413,12 +413,29 @@ static gboolean bench_boot(const struct ivlab_cmd *self, struct ivlab_ctx *ctx, 
 	profiles = g_new0(struct bootprofile, (gsize)boot_runs * machines->len);
 	ivlab_progress_init(&line);
 	ivlab_interrupt_catch();
-	for (int run = 0; ok && run < boot_runs; run++) {
-		ivlab_progress_show(&line, TRUE, "bench boot: run %d/%d, %u machine%s", run + 1,
-				    boot_runs, machines->len, machines->len == 1 ? "" : "s");
-		ok = bootbench_boot(machines, workdir, boot_timeout * 1000,
-				    &profiles[run * machines->len], error) &&
-		     ivlab_check_interrupt(error);
+	if (boot_lab) {
+		/* The lab's guests together, as `up` starts them. */
+		for (int run = 0; ok && run < boot_runs; run++) {
+			ivlab_progress_show(&line, TRUE, "bench boot: run %d/%d, %u guests together",
+					    run + 1, boot_runs, machines->len);
+			ok = bootbench_boot(machines, workdir, boot_timeout * 1000,
+					    &profiles[run * machines->len], error) &&
+			     ivlab_check_interrupt(error);
+		}
+	}
+	/* Each image alone: nothing else competes for the host's CPUs. */
+	for (guint i = 0; !boot_lab && ok && i < machines->len; i++) {
+		g_autoptr(GPtrArray) alone = g_ptr_array_new();
+
+		g_ptr_array_add(alone, g_ptr_array_index(machines, i));
+		for (int run = 0; ok && run < boot_runs; run++) {
+			ivlab_progress_show(&line, TRUE, "bench boot: %s, run %d/%d",
+					    ((struct bootbench_machine *)alone->pdata[0])->name,
+					    run + 1, boot_runs);
+			ok = bootbench_boot(alone, workdir, boot_timeout * 1000,
+					    &profiles[run * machines->len + i], error) &&
+			     ivlab_check_interrupt(error);
+		}
 	}
 	ivlab_progress_end(&line);
 	if (ok) {
