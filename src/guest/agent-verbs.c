@@ -50,21 +50,69 @@ void agent_catch_faults(void)
 /* Written by /init just before it starts the agent: its stages' uptimes. */
 #define IVLAB_BOOT_PROFILE "/run/ivlab/boot-profile"
 
-/* " KEY=LINE" (percent-encoded) from the first line of path, if it has one. */
-static void add_file_line(struct reply *reply, const char *key, const char *path)
+/* The first line of path, without its newline, or "" when there is none. */
+static void read_first_line(const char *path, char *line, size_t size)
 {
-	char line[512];
 	FILE *file = fopen(path, "re");
-	size_t len;
 
+	line[0] = '\0';
 	if (!file)
 		return;
-	if (fgets(line, sizeof(line), file)) {
-		len = strcspn(line, "\n");
-		reply_add(reply, " %s=", key);
-		reply_add_encoded(reply, (uint8_t *)line, len);
-	}
+	if (!fgets(line, (int)size, file))
+		line[0] = '\0';
+	line[strcspn(line, "\n")] = '\0';
 	fclose(file);
+}
+
+/* The kernel's timestamp of "Run /init as init process" in its log, or
+ * NULL: when its own init was done (quiet or not, the log has it). */
+static const char *kernel_init_done(char *stamp, size_t size)
+{
+	static char log[1 << 20];
+	int len = klogctl(3 /* SYSLOG_ACTION_READ_ALL */, log, sizeof(log) - 1);
+	char *found, *open;
+
+	if (len <= 0)
+		return NULL;
+	log[len] = '\0';
+	found = strstr(log, " as init process");
+	if (!found)
+		return NULL;
+	*found = '\0';
+	open = strrchr(log, '[');
+	if (!open || (size_t)snprintf(stamp, size, "%.*s", (int)strcspn(open + 1, "]"),
+				      open + 1) >= size)
+		return NULL;
+	return stamp + strspn(stamp, " ");
+}
+
+/* " profile=..." (percent-encoded): /init's stamps and the kernel's. */
+static void add_profile(struct reply *reply)
+{
+	char line[512], stamp[32];
+	const char *kernel = kernel_init_done(stamp, sizeof(stamp));
+	size_t len;
+
+	read_first_line(IVLAB_BOOT_PROFILE, line, sizeof(line));
+	if (!line[0])
+		return;
+	len = strlen(line);
+	if (kernel)
+		snprintf(line + len, sizeof(line) - len, " kernel=%s", kernel);
+	reply_add(reply, " profile=");
+	reply_add_encoded(reply, (uint8_t *)line, strlen(line));
+}
+
+/* " boot=ok" or " boot=failed:WHY" from what /init applied, when it wrote it. */
+static void add_boot_status(struct reply *reply)
+{
+	char line[512];
+
+	read_first_line(IVLAB_BOOT_STATUS, line, sizeof(line));
+	if (!line[0])
+		return;
+	reply_add(reply, " boot=");
+	reply_add_encoded(reply, (uint8_t *)line, strlen(line));
 }
 
 /* Seconds since the kernel started, as /proc/uptime counts them. */
@@ -89,9 +137,9 @@ static bool cmd_hello(struct request *req, struct reply *reply)
 		  IVLAB_AGENT_PROTO, IVLAB_AGENT_VERSION, uts.machine, uts.release,
 		  agent.guest[0] ? agent.guest : "none", agent.lab[0] ? agent.lab : "none",
 		  agent.nregions);
-	add_file_line(reply, "boot", IVLAB_BOOT_STATUS);
+	add_boot_status(reply);
 	add_uptime(reply);
-	add_file_line(reply, "profile", IVLAB_BOOT_PROFILE);
+	add_profile(reply);
 	return true;
 }
 
