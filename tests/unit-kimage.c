@@ -77,7 +77,7 @@ static GByteArray *make_elf(gboolean pvh)
 	g_byte_array_append(elf, (guint8 *)&phdr, sizeof(phdr));
 	g_byte_array_append(elf, notes->data, notes->len);
 	for (guint i = 0; i < BODY_BYTES; i++) {
-		guint8 byte = (i * 7) ^ (i >> 5);
+		guint8 byte = i / 97;
 
 		g_byte_array_append(elf, &byte, 1);
 	}
@@ -441,12 +441,15 @@ static void test_debian_kernel(void)
 	g_test_message("PVH entry at 0x%" G_GINT64_MODIFIER "x", entry);
 }
 
-/* The generator's good images, as the fuzz target's seeds. */
+/* The generator's good images and its ELF, as the fuzz target's seeds. */
 static int write_seeds(const char *dir)
 {
 	static const char *const names[] = { "gzip", "xz", "zstd" };
+	g_autoptr(GByteArray) elf = make_elf(TRUE);
+	g_autofree char *elf_path = g_build_filename(dir, "pvh.elf", NULL);
 
-	if (g_mkdir_with_parents(dir, 0755) != 0)
+	if (g_mkdir_with_parents(dir, 0755) != 0 ||
+	    !g_file_set_contents(elf_path, (const char *)elf->data, elf->len, NULL))
 		return 1;
 	for (enum format format = GZIP; format <= ZSTD; format++) {
 		for (int pvh = 0; pvh <= 1; pvh++) {
