@@ -21,10 +21,11 @@
 #include "initramfs.h"
 #include "ivlab.h"
 #include "kbuild.h"
+#include "kimage.h"
 #include "kmod.h"
 
 /* Bump when the pipeline changes what it puts in an image. */
-#define IMAGE_FORMAT "1"
+#define IMAGE_FORMAT "2"
 #define MANIFEST_FILE "manifest"
 #define MANIFEST_IMAGE "image"
 #define MANIFEST_INPUTS "inputs"
@@ -245,9 +246,9 @@ static gboolean manifest_inputs_equal(GKeyFile *old, GKeyFile *now)
 static gboolean manifest_outputs_intact(GKeyFile *manifest, const char *arch)
 {
 	const struct arch *entry = arch_lookup(arch);
-	const char *const names[] = { entry->kernel_file, entry->initrd_file };
+	const char *const names[] = { entry->kernel_file, entry->initrd_file, entry->pvh_kernel_file };
 
-	for (gsize i = 0; i < G_N_ELEMENTS(names); i++) {
+	for (gsize i = 0; i < G_N_ELEMENTS(names) && names[i]; i++) {
 		g_autofree char *path = image_file(arch, names[i]);
 		g_autofree char *want = g_key_file_get_string(manifest, MANIFEST_OUTPUTS, names[i], NULL);
 		g_autofree char *have = fetch_file_sha256(path, NULL);
@@ -273,7 +274,16 @@ static char *manifest_describe(GKeyFile *manifest)
 	g_autofree char *release = g_key_file_get_string(manifest, MANIFEST_IMAGE, "kernel-release", NULL);
 	g_autofree char *built = g_key_file_get_string(manifest, MANIFEST_IMAGE, "built", NULL);
 
-	return g_strdup_printf("kernel %s, built %s", release ? release : "?", built ? built : "?");
+	g_autofree char *boot = g_key_file_get_string(manifest, MANIFEST_IMAGE, "boot", NULL);
+	g_autofree char *why = g_key_file_get_string(manifest, MANIFEST_IMAGE, "boot-why", NULL);
+
+	/* On x86, how the guests enter the kernel: a bzImage boot is slow under
+	 * emulation, so it says why. */
+	return g_strdup_printf("kernel %s, built %s%s%s%s", release ? release : "?",
+			       built ? built : "?",
+			       g_strcmp0(boot, "pvh") == 0 ? ", booted through PVH" : "",
+			       g_strcmp0(boot, "bzimage") == 0 ? ", booted as a bzImage: " : "",
+			       g_strcmp0(boot, "bzimage") == 0 && why ? why : "");
 }
 
 void image_info_free(ImageInfo *info)
@@ -691,11 +701,12 @@ static gboolean install_outputs(struct build *build, const char *work_dir, GErro
 {
 	g_autofree char *manifest_file = manifest_path(build->arch->name);
 	g_autofree char *text = g_key_file_to_data(build->manifest, NULL, NULL);
-	const char *const names[] = { build->arch->kernel_file, build->arch->initrd_file };
+	const char *const names[] = { build->arch->kernel_file, build->arch->initrd_file,
+				      build->arch->pvh_kernel_file };
 
 	if (g_unlink(manifest_file) != 0 && errno != ENOENT)
 		return ivlab_fail_errno(error, "%s", manifest_file);
-	for (gsize i = 0; i < G_N_ELEMENTS(names); i++) {
+	for (gsize i = 0; i < G_N_ELEMENTS(names) && names[i]; i++) {
 		g_autofree char *from = g_build_filename(work_dir, names[i], NULL);
 		g_autofree char *to = g_build_filename(build->image_dir, names[i], NULL);
 
@@ -774,6 +785,34 @@ static gboolean write_initramfs(struct build *build, const struct kmod_kernel *k
 	return initramfs_write_guest(&guest, out_path, build->recipe.compression, error);
 }
 
+/* On x86: the file the guests boot (arch.h's pvh_kernel_file), the
+ * vmlinux QEMU enters through PVH or the bzImage again, and in the
+ * manifest which it is and why. */
+static gboolean write_boot_kernel(struct build *build, const char *kernel_path,
+				  const char *work_dir, GError **error)
+{
+	g_autofree char *out = NULL, *why = NULL, *sha = NULL;
+
+	if (!build->arch->pvh_kernel_file)
+		return TRUE;
+	out = g_build_filename(work_dir, build->arch->pvh_kernel_file, NULL);
+	if (!kimage_make_boot_kernel(kernel_path, out, &why, error))
+		return FALSE;
+	sha = fetch_file_sha256(out, error);
+	if (!sha)
+		return FALSE;
+	g_key_file_set_string(build->manifest, MANIFEST_OUTPUTS, build->arch->pvh_kernel_file, sha);
+	g_key_file_set_string(build->manifest, MANIFEST_IMAGE, "boot", why ? "bzimage" : "pvh");
+	if (why) {
+		g_key_file_set_string(build->manifest, MANIFEST_IMAGE, "boot-why", why);
+		ivlab_info("%s: the guests boot the bzImage: %s", build->arch->name, why);
+	} else {
+		ivlab_debug("%s: the guests boot the kernel's vmlinux through its PVH entry",
+			    build->arch->name);
+	}
+	return TRUE;
+}
+
 /* Everything after the inputs are known: gather, build, assemble, install. */
 static gboolean build_image(struct build *build, const char *work_dir, GError **error)
 {
@@ -801,6 +840,7 @@ static gboolean build_image(struct build *build, const char *work_dir, GError **
 	    !ivlab_check_interrupt(error))
 		return FALSE;
 	if (!write_bytes(kernel_out, kernel.vmlinuz, error) ||
+	    !write_boot_kernel(build, kernel_out, work_dir, error) ||
 	    !write_initramfs(build, &kernel, modules, ivlab_ko, initrd_out, error))
 		return FALSE;
 	kernel_sha = bytes_sha256(kernel.vmlinuz);

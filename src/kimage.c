@@ -427,3 +427,33 @@ enum kimage_pvh kimage_has_pvh_note(const char *elf_path, guint64 *entry, GError
 	}
 	return KIMAGE_PVH_ABSENT;
 }
+
+gboolean kimage_make_boot_kernel(const char *bzimage_path, const char *out_path, char **why,
+				 GError **error)
+{
+	g_autoptr(GError) failed = NULL;
+	g_autofree char *contents = NULL;
+	gsize length = 0;
+
+	*why = NULL;
+	if (kimage_extract_vmlinux(bzimage_path, out_path, &failed)) {
+		switch (kimage_has_pvh_note(out_path, NULL, &failed)) {
+		case KIMAGE_PVH_PRESENT:
+			return TRUE;
+		case KIMAGE_PVH_ABSENT:
+			*why = g_strdup_printf("%s has no PVH entry (a kernel built without CONFIG_PVH)",
+					       bzimage_path);
+			break;
+		case KIMAGE_PVH_ERROR:
+			*why = g_strdup(failed->message);
+			break;
+		}
+	} else {
+		*why = g_strdup(failed->message);
+	}
+	/* QEMU knows a bzImage by its header, whatever the file's name. */
+	if (!g_file_get_contents(bzimage_path, &contents, &length, error))
+		return FALSE;
+	return g_file_set_contents_full(out_path, contents, length, G_FILE_SET_CONTENTS_CONSISTENT,
+					0644, error);
+}

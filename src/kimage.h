@@ -34,4 +34,12 @@ gboolean kimage_extract_vmlinux_max(const char *bzimage_path, const char *out_pa
  * segment (where QEMU looks); ENTRY (may be NULL) gets its entry address. */
 enum kimage_pvh kimage_has_pvh_note(const char *elf_path, guint64 *entry, GError **error);
 
+/* The kernel file an x86 guest boots, at OUT_PATH: the bzImage's vmlinux
+ * when it has the PVH note (QEMU enters it with no firmware or
+ * decompression); else a copy of the bzImage itself, and *WHY says why
+ * (no note: a kernel built without CONFIG_PVH; a compression ivlab cannot
+ * undo). FALSE with error only when OUT_PATH cannot be written. */
+gboolean kimage_make_boot_kernel(const char *bzimage_path, const char *out_path, char **why,
+				 GError **error);
+
 #endif
