@@ -52,6 +52,8 @@ assert boot["ready"] > boot["kernel"] > 0, boot
 print(" ".join("%s %.2f" % (s, boot[s]) for s in stages + ["ready"]))
 EOF
 		ok "$name: boots to agent-ready, stages in order ($(cat "$scratch/$name.out"))"
+		json_schema_check "$name: the JSON matches bench-boot.schema.json" \
+			bench-boot.schema.json "$scratch/$name.json"
 	else
 		not_ok "$name: its profile"
 		diag "$(cat "$scratch/$name.out")"
