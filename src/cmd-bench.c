@@ -478,16 +478,11 @@ const struct ivlab_cmd cmd_bench_entry = {
 		"each boot stage: qemu (QEMU started, paused), firmware (firmware and\n"
 		"decompression, to the kernel's first line), kernel (its init, to /init),\n"
 		"init, modules (loaded), agent (its first hello answered), and the total.\n"
-		"--lab boots the lab file's guests together instead. Options of bench boot:\n"
-		"  --arch ARCH      x86_64 or aarch64 (default: each with a built image)\n"
-		"  --machine M      the machine type (default: the architecture's)\n"
-		"  --runs N         boots per machine (default 5)\n"
-		"  --lab            the lab file's guests, booted together\n"
-		"  --kernel FILE    boot FILE instead of the image's kernel (e.g. its bzImage)\n"
-		"  --initrd FILE    and FILE as the initramfs\n"
-		"  --append ARGS    added to the kernel command line\n"
-		"  --timeout S      seconds a boot may take (default 120)\n"
-		"  --json           print JSON",
+		"--lab boots the lab file's guests together instead. --arch picks an\n"
+		"architecture (default: each with a built image), --machine its machine type,\n"
+		"--kernel and --initrd other files to boot (e.g. the image's bzImage),\n"
+		"--append adds to the kernel command line. `ivlab bench boot --help` lists\n"
+		"its options.",
 	.options = entries,
 	.needs = CMD_OWN_OPTIONS,
 	.exec = cmd_bench_exec,

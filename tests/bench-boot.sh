@@ -7,7 +7,10 @@
 #  2. `ivlab up` of a lab (default: the default lab, under a bench-only
 #     name) against the same images booted together by bare QEMU (`ivlab
 #     bench boot --lab`: no libvirt, no ivshmem servers);
-#  3. with BIG=1, also `up` of a 16-guest lab (12 x86_64 + 4 aarch64).
+#  3. the initramfs compressed each way Debian's kernels unpack (none,
+#     gzip, lz4, zstd), each arch alone: size against the kernel stage
+#     (which includes the unpacking) and agent-ready;
+#  4. with BIG=1, also `up` of a 16-guest lab (12 x86_64 + 4 aarch64).
 #   make bench-boot [BOOT_RUNS=5] [BIG=1]   or   tests/bench-boot.sh [RUNS]
 # Needs root, libvirtd and the images (ivlab image build); honours
 # IVLAB_STATE_DIR and IVLAB (the ivlab binary, default ./ivlab).
@@ -81,8 +84,27 @@ up=$(median "$scratch/$name.up")
 bare=$(ready "$scratch/bare.json")
 echo "up ${up} s, the same images together under bare QEMU ${bare} s: ratio $(echo "$up $bare" | awk '{ printf "%.2f", $1 / $2 }') (goal <= 1.15)"
 
+echo "== 3. initramfs compression, each arch alone, $runs runs, medians"
+printf '%-8s %-6s %10s %8s %8s\n' ARCH FORMAT BYTES KERNEL READY
+for arch in x86_64 aarch64; do
+	gzip -dc "$images/$arch/initrd.img" >"$scratch/$arch.cpio" || die "$arch: initrd is not gzip"
+	cp "$scratch/$arch.cpio" "$scratch/$arch.none"
+	gzip -9 -c "$scratch/$arch.cpio" >"$scratch/$arch.gzip"
+	lz4 -l -9 -q -c "$scratch/$arch.cpio" >"$scratch/$arch.lz4" # the kernel reads lz4's legacy frames
+	zstd -19 -q -c "$scratch/$arch.cpio" >"$scratch/$arch.zstd"
+	for format in none gzip lz4 zstd; do
+		"$IVLAB" bench boot --arch "$arch" --runs "$runs" --initrd "$scratch/$arch.$format" \
+			--json >"$scratch/$arch.$format.json" || die "$arch with a $format initramfs"
+		python3 -c '
+import json, sys
+m = json.load(open(sys.argv[1]))["machines"][0]["median"]
+print("%-8s %-6s %10s %8.2f %8.2f" % (sys.argv[2], sys.argv[3], sys.argv[4], m["kernel"], m["ready"]))' \
+			"$scratch/$arch.$format.json" "$arch" "$format" "$(stat -c %s "$scratch/$arch.$format")"
+	done
+done
+
 if [ "${BIG:-}" = 1 ]; then
-	echo "== 3. ivlab up of a 16-guest lab (12 x86_64 + 4 aarch64), $runs runs"
+	echo "== 4. ivlab up of a 16-guest lab (12 x86_64 + 4 aarch64), $runs runs"
 	{
 		echo '<lab name="big">'
 		echo '  <region name="bell" size="1MiB" mode="doorbell" vectors="1"/>'
