@@ -18,6 +18,7 @@ fi
 packages="
 	autoconf automake libtool pkg-config make gcc libc6-dev
 	libglib2.0-dev libjson-glib-dev libvirt-dev libxml2-dev libxml2-utils libcurl4-gnutls-dev libarchive-dev
+	liblzma-dev zlib1g-dev libzstd-dev
 	libvirt-daemon-system libvirt-daemon-driver-qemu libvirt-clients
 	qemu-system-x86 qemu-system-arm qemu-system-data
 	gcc-aarch64-linux-gnu libc6-dev-arm64-cross linux-kbuild-6.1

@@ -196,7 +196,8 @@ char *agent_percent_encode(const char *text)
 /* Values the protocol percent-encodes. */
 static gboolean key_is_encoded(const char *key)
 {
-	return strcmp(key, "log") == 0 || strcmp(key, "output") == 0 || strcmp(key, "cmd") == 0;
+	return strcmp(key, "log") == 0 || strcmp(key, "output") == 0 || strcmp(key, "cmd") == 0 ||
+	       strcmp(key, "profile") == 0;
 }
 
 gboolean agent_parse_line(const char *line, AgentReply **reply, char **code, char **message)

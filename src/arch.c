@@ -33,6 +33,8 @@ static const struct arch arches[] = {
 		.agent_file = "ivlab-agent-x86_64",
 		.kernel_file = "vmlinuz",
 		.initrd_file = "initrd.img",
+		.pvh_kernel_file = "vmlinux",
+		.quiet_cmdline = "quiet unknown_nmi_panic=1 panic_print=0x20",
 		/* The boot protocol's header signature (Documentation/x86/boot.rst). */
 		.kernel_magic = "HdrS",
 		.kernel_magic_offset = 0x202,

@@ -21,6 +21,16 @@ struct arch {
 	const char *agent_file;       /* the static agent's file name, in the build and libexec dirs */
 	const char *kernel_file;      /* the image's files in its image directory */
 	const char *initrd_file;
+	/* The file the guest boots, made by the image build from kernel_file
+	 * (x86 only; NULL: kernel_file itself): the uncompressed ELF kernel
+	 * QEMU enters through PVH, or kernel_file again when it has no PVH
+	 * entry. */
+	const char *pvh_kernel_file;
+	/* Kernel options for a quiet console, NULL: the full log. Only where
+	 * the log of a guest that hangs can still be had: x86 panics on an
+	 * NMI `up` sends (labup.c) and replays its whole log then; QEMU's
+	 * aarch64 virt machine cannot inject an NMI. */
+	const char *quiet_cmdline;
 	/* A <kernel>'s image: magic bytes at an offset, what they are called,
 	 * and where a kernel build leaves it (for messages). */
 	const char *kernel_magic;

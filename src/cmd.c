@@ -157,6 +157,25 @@ static guint session_needs(guint needs)
 	return wanted;
 }
 
+gboolean cmd_prepare(const struct ivlab_cmd *cmd, struct ivlab_ctx *ctx, guint needs, int argc,
+		     char **argv, GError **error)
+{
+	gboolean ok;
+
+	if (!(needs & (CMD_NEEDS_LAB | CMD_NEEDS_CONNECTION | CMD_NEEDS_RUN | CMD_NEEDS_RUNNING_LAB)))
+		return TRUE;
+	ctx->session = labsession_open(ctx->lab_path, error);
+	if (!ctx->session)
+		return FALSE;
+	if ((needs & CMD_GUEST_ARGS) && !labsession_check_guests(ctx->session, argc - 1, argv + 1, error))
+		ok = FALSE;
+	else
+		ok = labsession_attach(ctx->session, ctx->uri, session_needs(needs), error);
+	if (!ok)
+		g_clear_pointer(&ctx->session, labsession_free);
+	return ok;
+}
+
 gboolean cmd_run(const struct ivlab_cmd *cmd, struct ivlab_ctx *ctx, int argc, char **argv,
 		 GError **error)
 {
@@ -176,19 +195,8 @@ gboolean cmd_run(const struct ivlab_cmd *cmd, struct ivlab_ctx *ctx, int argc, c
 				  "images are made on this machine, so '%s' works through a local URI only "
 				  "(remote labs are not supported yet; status, console and down work through any URI)",
 				  cmd->name, ctx->uri, cmd->name);
-	if (cmd->needs & (CMD_NEEDS_LAB | CMD_NEEDS_CONNECTION | CMD_NEEDS_RUN | CMD_NEEDS_RUNNING_LAB)) {
-		ctx->session = labsession_open(ctx->lab_path, error);
-		if (!ctx->session)
-			return FALSE;
-		if ((cmd->needs & CMD_GUEST_ARGS) && !labsession_check_guests(ctx->session, argc - 1, argv + 1, error))
-			ok = FALSE;
-		else
-			ok = labsession_attach(ctx->session, ctx->uri, session_needs(cmd->needs), error);
-		if (!ok) {
-			g_clear_pointer(&ctx->session, labsession_free);
-			return FALSE;
-		}
-	}
+	if (!cmd_prepare(cmd, ctx, cmd->needs, argc, argv, error))
+		return FALSE;
 	ok = cmd->exec(cmd, ctx, argc, argv, error);
 	/* Stopped by a signal it caught (ivlab_interrupt_catch()): 128+N, as the
 	 * shell reports a command the signal killed. */

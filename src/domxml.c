@@ -69,8 +69,11 @@ char *domxml_kernel_cmdline(const struct lab *lab, const struct lab_guest *guest
 {
 	g_autoptr(GString) cmdline = g_string_new(NULL);
 
-	g_string_append_printf(cmdline, "console=%s panic=-1 ivlab.lab=%s ivlab.guest=%s ivlab.regions=",
-			       guest_arch(guest)->console, lab->name, guest->name);
+	g_string_append_printf(cmdline, "console=%s panic=-1 ", guest_arch(guest)->console);
+	if (guest_arch(guest)->quiet_cmdline)
+		g_string_append_printf(cmdline, "%s ", guest_arch(guest)->quiet_cmdline);
+	g_string_append_printf(cmdline, "ivlab.lab=%s ivlab.guest=%s ivlab.regions=", lab->name,
+			       guest->name);
 	for (guint i = 0; i < guest->regions->len; i++) {
 		const struct lab_region *region = g_ptr_array_index(guest->regions, i);
 
@@ -126,12 +129,28 @@ char *domxml_share_tag(const struct lab_share *share, guint index)
 	return share->tag ? g_strdup(share->tag) : g_strdup_printf("ivlab%u", index);
 }
 
+char *domxml_guest_kernel(const struct lab *lab, const struct lab_guest *guest)
+{
+	const struct arch *arch = guest_arch(guest);
+	g_autofree char *dir = guest->kernel ? ivlab_lab_dir(lab->name) : ivlab_image_dir(arch->name);
+	g_autofree char *name = NULL;
+
+	if (!arch->pvh_kernel_file)
+		return guest->kernel ? g_strdup(guest->kernel) :
+				       g_build_filename(dir, arch->kernel_file, NULL);
+	/* Where the image build (image.c) or `up` (labkernel.c) put the
+	 * kernel's uncompressed ELF with its PVH entry, which QEMU enters
+	 * without firmware or decompression; or, for a kernel without one, the
+	 * bzImage itself under that name (QEMU knows it by its header). */
+	name = guest->kernel ? g_strdup_printf("%s.%s", guest->name, arch->pvh_kernel_file) :
+			       g_strdup(arch->pvh_kernel_file);
+	return g_build_filename(dir, name, NULL);
+}
+
 static void add_os(xmlNode *domain, const struct lab *lab, const struct lab_guest *guest)
 {
 	g_autofree char *image_dir = ivlab_image_dir(guest->arch);
-	/* A kernel under test, or the image's. */
-	g_autofree char *kernel = guest->kernel ? g_strdup(guest->kernel) :
-				  g_build_filename(image_dir, guest_arch(guest)->kernel_file, NULL);
+	g_autofree char *kernel = domxml_guest_kernel(lab, guest);
 	g_autofree char *initrd = domxml_guest_initrd(lab, guest);
 	g_autofree char *cmdline = domxml_kernel_cmdline(lab, guest);
 	xmlNode *os = child(domain, "os", NULL);

@@ -24,6 +24,10 @@ char *domxml_kernel_cmdline(const struct lab *lab, const struct lab_guest *guest
  * overlays, shares or boot commands boots (its image's, with the guest's own archive appended:
  * labboot.c writes it), in the lab's state directory; NULL for a guest that
  * brings nothing and boots its image's initramfs as it is. */
+/* The kernel file the guest boots: on x86, the image's vmlinux (or, for a
+ * <kernel>, GUEST.vmlinux in the lab's state dir); else the image's kernel
+ * or the <kernel>. */
+char *domxml_guest_kernel(const struct lab *lab, const struct lab_guest *guest);
 char *domxml_guest_initrd(const struct lab *lab, const struct lab_guest *guest);
 
 /* The 9p mount tag of the guest's share number index. */

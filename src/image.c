@@ -21,14 +21,16 @@
 #include "initramfs.h"
 #include "ivlab.h"
 #include "kbuild.h"
+#include "kimage.h"
 #include "kmod.h"
 
 /* Bump when the pipeline changes what it puts in an image. */
-#define IMAGE_FORMAT "1"
+#define IMAGE_FORMAT "2"
 #define MANIFEST_FILE "manifest"
 #define MANIFEST_IMAGE "image"
 #define MANIFEST_INPUTS "inputs"
 #define MANIFEST_OUTPUTS "outputs"
+#define MANIFEST_STAMPS "stamps"
 #define MANIFEST_DEBS "debs"
 #define MANIFEST_APT "apt"
 /* A Debian kernel metapackage is named after the flavour it installs. */
@@ -159,6 +161,7 @@ struct recipe {
 	char *flavour; /* the metapackage's name without "linux-image-" */
 	char *busybox_package;
 	GStrv modules;
+	GStrv share_modules; /* loaded only in guests with a <share> */
 	enum initramfs_compression compression;
 };
 
@@ -170,6 +173,7 @@ static void recipe_clear(struct recipe *recipe)
 	g_free(recipe->flavour);
 	g_free(recipe->busybox_package);
 	g_strfreev(recipe->modules);
+	g_strfreev(recipe->share_modules);
 }
 
 static char *recipe_string(GKeyFile *file, const char *path, const char *key, GError **error)
@@ -209,6 +213,10 @@ static gboolean recipe_load(const struct arch *arch, struct recipe *recipe, GErr
 	recipe->modules = g_key_file_get_string_list(file, MANIFEST_IMAGE, "modules", NULL, NULL);
 	if (!recipe->modules || !recipe->modules[0])
 		return ivlab_fail(error, "%s: [image] needs a list of 'modules'", recipe->path);
+	recipe->share_modules = g_key_file_get_string_list(file, MANIFEST_IMAGE, "share-modules", NULL,
+							   NULL);
+	if (!recipe->share_modules)
+		recipe->share_modules = g_new0(char *, 1);
 	if (!initramfs_parse_compression(compression, &recipe->compression))
 		return ivlab_fail(error, "%s: compression '%s' is not gzip, zstd or none", recipe->path,
 				  compression);
@@ -241,18 +249,40 @@ static gboolean manifest_inputs_equal(GKeyFile *old, GKeyFile *now)
 	return TRUE;
 }
 
-/* The files the manifest lists are there and unchanged. */
+/* A file as stat sees it: size, modification time to the nanosecond and
+ * inode; NULL when it is not there. */
+static char *file_stamp(const char *path)
+{
+	struct stat st;
+
+	if (stat(path, &st) != 0)
+		return NULL;
+	return g_strdup_printf("%" G_GINT64_FORMAT " %" G_GINT64_FORMAT ".%09ld %" G_GUINT64_FORMAT,
+			       (gint64)st.st_size, (gint64)st.st_mtim.tv_sec, st.st_mtim.tv_nsec,
+			       (guint64)st.st_ino);
+}
+
+/* The files the manifest lists are there and unchanged: as stat saw them
+ * when they were installed, or else with their recorded sha256 (hashing
+ * some 100 MB of kernels on every `up` is time the lab waits for). */
 static gboolean manifest_outputs_intact(GKeyFile *manifest, const char *arch)
 {
 	const struct arch *entry = arch_lookup(arch);
-	const char *const names[] = { entry->kernel_file, entry->initrd_file };
+	const char *const names[] = { entry->kernel_file, entry->initrd_file, entry->pvh_kernel_file };
 
-	for (gsize i = 0; i < G_N_ELEMENTS(names); i++) {
+	for (gsize i = 0; i < G_N_ELEMENTS(names) && names[i]; i++) {
 		g_autofree char *path = image_file(arch, names[i]);
 		g_autofree char *want = g_key_file_get_string(manifest, MANIFEST_OUTPUTS, names[i], NULL);
-		g_autofree char *have = fetch_file_sha256(path, NULL);
+		g_autofree char *stamp = g_key_file_get_string(manifest, MANIFEST_STAMPS, names[i], NULL);
+		g_autofree char *now = file_stamp(path);
+		g_autofree char *have = NULL;
 
-		if (!want || !have || strcmp(want, have) != 0)
+		if (!want || !now)
+			return FALSE;
+		if (stamp && strcmp(stamp, now) == 0)
+			continue;
+		have = fetch_file_sha256(path, NULL);
+		if (!have || strcmp(want, have) != 0)
 			return FALSE;
 	}
 	return TRUE;
@@ -273,7 +303,16 @@ static char *manifest_describe(GKeyFile *manifest)
 	g_autofree char *release = g_key_file_get_string(manifest, MANIFEST_IMAGE, "kernel-release", NULL);
 	g_autofree char *built = g_key_file_get_string(manifest, MANIFEST_IMAGE, "built", NULL);
 
-	return g_strdup_printf("kernel %s, built %s", release ? release : "?", built ? built : "?");
+	g_autofree char *boot = g_key_file_get_string(manifest, MANIFEST_IMAGE, "boot", NULL);
+	g_autofree char *why = g_key_file_get_string(manifest, MANIFEST_IMAGE, "boot-why", NULL);
+
+	/* On x86, how the guests enter the kernel: a bzImage boot is slow under
+	 * emulation, so it says why. */
+	return g_strdup_printf("kernel %s, built %s%s%s%s", release ? release : "?",
+			       built ? built : "?",
+			       g_strcmp0(boot, "pvh") == 0 ? ", booted through PVH" : "",
+			       g_strcmp0(boot, "bzimage") == 0 ? ", booted as a bzImage: " : "",
+			       g_strcmp0(boot, "bzimage") == 0 && why ? why : "");
 }
 
 void image_info_free(ImageInfo *info)
@@ -690,18 +729,25 @@ static gboolean write_bytes(const char *path, GBytes *bytes, GError **error)
 static gboolean install_outputs(struct build *build, const char *work_dir, GError **error)
 {
 	g_autofree char *manifest_file = manifest_path(build->arch->name);
-	g_autofree char *text = g_key_file_to_data(build->manifest, NULL, NULL);
-	const char *const names[] = { build->arch->kernel_file, build->arch->initrd_file };
+	g_autofree char *text = NULL;
+	const char *const names[] = { build->arch->kernel_file, build->arch->initrd_file,
+				      build->arch->pvh_kernel_file };
+	char *stamp;
 
 	if (g_unlink(manifest_file) != 0 && errno != ENOENT)
 		return ivlab_fail_errno(error, "%s", manifest_file);
-	for (gsize i = 0; i < G_N_ELEMENTS(names); i++) {
+	for (gsize i = 0; i < G_N_ELEMENTS(names) && names[i]; i++) {
 		g_autofree char *from = g_build_filename(work_dir, names[i], NULL);
 		g_autofree char *to = g_build_filename(build->image_dir, names[i], NULL);
 
 		if (g_chmod(from, 0644) != 0 || g_rename(from, to) != 0)
 			return ivlab_fail_errno(error, "%s", to);
+		stamp = file_stamp(to);
+		if (stamp)
+			g_key_file_set_string(build->manifest, MANIFEST_STAMPS, names[i], stamp);
+		g_free(stamp);
 	}
+	text = g_key_file_to_data(build->manifest, NULL, NULL);
 	return g_file_set_contents_full(manifest_file, text, -1, G_FILE_SET_CONTENTS_CONSISTENT, 0644,
 					error);
 }
@@ -750,8 +796,8 @@ static void record_outputs(struct build *build, const struct kmod_kernel *kernel
 
 /* busybox, the agent, /init, the modules and ivlab.ko -> work_dir's initrd. */
 static gboolean write_initramfs(struct build *build, const struct kmod_kernel *kernel,
-				GPtrArray *modules, GBytes *ivlab_ko, const char *out_path,
-				GError **error)
+				GPtrArray *modules, GHashTable *share_only, GBytes *ivlab_ko,
+				const char *out_path, GError **error)
 {
 	g_autoptr(GBytes) busybox = NULL;
 	g_autofree char *info = g_strdup_printf("arch=%s\nkernel=%s\nsource=%s\n", build->arch->name,
@@ -760,6 +806,7 @@ static gboolean write_initramfs(struct build *build, const struct kmod_kernel *k
 		.init_path = build->init_path,
 		.agent_path = build->agent_path,
 		.modules = modules,
+		.share_only = share_only,
 		.ivlab_ko = ivlab_ko,
 		.image_info = info,
 	};
@@ -774,6 +821,34 @@ static gboolean write_initramfs(struct build *build, const struct kmod_kernel *k
 	return initramfs_write_guest(&guest, out_path, build->recipe.compression, error);
 }
 
+/* On x86: the file the guests boot (arch.h's pvh_kernel_file), the
+ * vmlinux QEMU enters through PVH or the bzImage again, and in the
+ * manifest which it is and why. */
+static gboolean write_boot_kernel(struct build *build, const char *kernel_path,
+				  const char *work_dir, GError **error)
+{
+	g_autofree char *out = NULL, *why = NULL, *sha = NULL;
+
+	if (!build->arch->pvh_kernel_file)
+		return TRUE;
+	out = g_build_filename(work_dir, build->arch->pvh_kernel_file, NULL);
+	if (!kimage_make_boot_kernel(kernel_path, out, &why, error))
+		return FALSE;
+	sha = fetch_file_sha256(out, error);
+	if (!sha)
+		return FALSE;
+	g_key_file_set_string(build->manifest, MANIFEST_OUTPUTS, build->arch->pvh_kernel_file, sha);
+	g_key_file_set_string(build->manifest, MANIFEST_IMAGE, "boot", why ? "bzimage" : "pvh");
+	if (why) {
+		g_key_file_set_string(build->manifest, MANIFEST_IMAGE, "boot-why", why);
+		ivlab_info("%s: the guests boot the bzImage: %s", build->arch->name, why);
+	} else {
+		ivlab_debug("%s: the guests boot the kernel's vmlinux through its PVH entry",
+			    build->arch->name);
+	}
+	return TRUE;
+}
+
 /* Everything after the inputs are known: gather, build, assemble, install. */
 static gboolean build_image(struct build *build, const char *work_dir, GError **error)
 {
@@ -785,23 +860,49 @@ static gboolean build_image(struct build *build, const char *work_dir, GError **
 	g_autofree char *kernel_out = g_build_filename(work_dir, build->arch->kernel_file, NULL);
 	g_autofree char *initrd_out = g_build_filename(work_dir, build->arch->initrd_file, NULL);
 
-	for (char **name = build->recipe.modules; *name; name++)
+	g_autoptr(GStrvBuilder) names = g_strv_builder_new();
+	g_auto(GStrv) all_names = NULL;
+	g_autoptr(GHashTable) share_only = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
+	gboolean strict = build->source->kind == IMAGE_SOURCE_DEBIAN;
+
+	g_strv_builder_addv(names, (const char **)build->recipe.modules);
+	g_strv_builder_addv(names, (const char **)build->recipe.share_modules);
+	all_names = g_strv_builder_end(names);
+	for (char **name = all_names; *name; name++)
 		g_hash_table_add(keep, kmod_normalize_name(*name));
 	/* An interrupt (ivlab_interrupt_catch()) stops between the steps: the
 	 * work directory goes and no image is installed. */
 	if (!gather_kernel(build, &kernel, keep, &kbuild_dir, error) || !ivlab_check_interrupt(error))
 		return FALSE;
-	modules = kmod_load_order(&kernel, (const char *const *)build->recipe.modules,
-				  build->source->kind == IMAGE_SOURCE_DEBIAN, error);
+	modules = kmod_load_order(&kernel, (const char *const *)all_names, strict, error);
 	if (!modules)
 		return FALSE;
+	/* The modules only shares need (and not the agent's port), loaded by
+	 * /init only for a lab's <share>: each costs boot time. */
+	if (build->recipe.share_modules[0]) {
+		g_autoptr(GPtrArray) base = kmod_load_order(
+			&kernel, (const char *const *)build->recipe.modules, strict, error);
+		g_autoptr(GHashTable) in_base = g_hash_table_new(g_str_hash, g_str_equal);
+
+		if (!base)
+			return FALSE;
+		for (guint i = 0; i < base->len; i++)
+			g_hash_table_add(in_base, ((struct kmod *)base->pdata[i])->name);
+		for (guint i = 0; i < modules->len; i++) {
+			const char *name = ((struct kmod *)modules->pdata[i])->name;
+
+			if (!g_hash_table_contains(in_base, name))
+				g_hash_table_add(share_only, g_strdup(name));
+		}
+	}
 	ivlab_ko = kbuild_module(build->arch, kbuild_dir, build->guest_dir, work_dir, error);
 	/* A module built against other headers would not load: say so now. */
 	if (!ivlab_ko || !kmod_check_release(ivlab_ko, kernel.release, error) ||
 	    !ivlab_check_interrupt(error))
 		return FALSE;
 	if (!write_bytes(kernel_out, kernel.vmlinuz, error) ||
-	    !write_initramfs(build, &kernel, modules, ivlab_ko, initrd_out, error))
+	    !write_boot_kernel(build, kernel_out, work_dir, error) ||
+	    !write_initramfs(build, &kernel, modules, share_only, ivlab_ko, initrd_out, error))
 		return FALSE;
 	kernel_sha = bytes_sha256(kernel.vmlinuz);
 	module_sha = bytes_sha256(ivlab_ko);

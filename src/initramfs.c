@@ -309,9 +309,11 @@ gboolean initramfs_add_busybox(Initramfs *initramfs, GBytes *busybox, GError **e
 	return TRUE;
 }
 
-static void add_modules(Initramfs *initramfs, GPtrArray *modules, GBytes *ivlab_ko)
+static void add_modules(Initramfs *initramfs, GPtrArray *modules, GHashTable *share_only,
+			GBytes *ivlab_ko)
 {
 	g_autoptr(GString) load_list = g_string_new(NULL);
+	g_autoptr(GString) share_list = g_string_new(NULL);
 	g_autoptr(GBytes) list_bytes = NULL;
 
 	for (guint i = 0; i < modules->len; i++) {
@@ -320,8 +322,13 @@ static void add_modules(Initramfs *initramfs, GPtrArray *modules, GBytes *ivlab_
 		g_autofree char *path = g_build_filename("/lib/modules", file, NULL);
 
 		initramfs_add_bytes(initramfs, path, kmod->bytes, 0644);
-		g_string_append_printf(load_list, "%s\n", file);
+		g_string_append_printf(share_only && g_hash_table_contains(share_only, kmod->name) ?
+					       share_list : load_list,
+				       "%s\n", file);
 	}
+	/* Their dependencies are above them or among them, in load order. */
+	if (share_list->len)
+		g_string_append_printf(load_list, "%s\n%s", INITRAMFS_SHARE_MARK, share_list->str);
 	initramfs_add_bytes(initramfs, "/lib/modules/ivlab.ko", ivlab_ko, 0644);
 	list_bytes = g_bytes_new(load_list->str, load_list->len);
 	initramfs_add_bytes(initramfs, "/lib/modules/load.list", list_bytes, 0644);
@@ -343,7 +350,7 @@ gboolean initramfs_write_guest(const struct initramfs_guest *guest, const char *
 	    !initramfs_add_file(initramfs, "/init", guest->init_path, 0755, error) ||
 	    !initramfs_add_file(initramfs, "/sbin/ivlab-agent", guest->agent_path, 0755, error))
 		return FALSE;
-	add_modules(initramfs, guest->modules, guest->ivlab_ko);
+	add_modules(initramfs, guest->modules, guest->share_only, guest->ivlab_ko);
 	info_bytes = g_bytes_new(guest->image_info, strlen(guest->image_info));
 	initramfs_add_bytes(initramfs, "/etc/ivlab-image", info_bytes, 0644);
 	return initramfs_write(initramfs, out_path, compression, error);

@@ -43,18 +43,23 @@ GStrv initramfs_busybox_applets(GBytes *busybox, GError **error);
 gboolean initramfs_add_busybox(Initramfs *initramfs, GBytes *busybox, GError **error);
 
 /* What goes into a guest image's initramfs. */
+/* The line of load.list after which the modules only a <share> needs come. */
+#define INITRAMFS_SHARE_MARK "# share"
+
 struct initramfs_guest {
 	GBytes *busybox;        /* static; its applets become links */
 	const char *init_path;  /* src/guest/init */
 	const char *agent_path; /* the static agent */
 	GPtrArray *modules;     /* struct kmod * (kmod.h), in load order */
+	GHashTable *share_only; /* names of those only a <share> needs, or NULL */
 	GBytes *ivlab_ko;
 	const char *image_info; /* /etc/ivlab-image: "key=value" lines */
 };
 
 /* The layout src/guest/init expects: /bin/busybox and its applet links,
  * /init, /sbin/ivlab-agent, /lib/modules/ *.ko and load.list naming the
- * modules in load order (the ivlab module is ivlab.ko beside them),
+ * modules in load order (the ivlab module is ivlab.ko beside them), those
+ * only shares need after a line "# share",
  * /etc/ivlab-image; written to out_path. */
 gboolean initramfs_write_guest(const struct initramfs_guest *guest, const char *out_path,
 			       enum initramfs_compression compression, GError **error);

@@ -75,6 +75,15 @@ _ivlab()
 			return
 		fi
 		scope+=("$subcommand")
+	elif [[ $command == bench ]]; then
+		# bench measures the running lab; bench boot has its own options.
+		for ((i = first; i < cword; i++)); do
+			[[ ${words[i]} == boot ]] && subcommand=boot && scope+=(boot) && break
+		done
+		if [[ -z $subcommand && $cur != -* ]] && ((cword == first)); then
+			COMPREPLY=($(compgen -W 'boot' -- "$cur"))
+			return
+		fi
 	fi
 
 	# An option's value.

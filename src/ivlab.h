@@ -68,6 +68,10 @@ const struct ivlab_cmd *cmd_lookup(const char *name, GError **error);
 /* Parse cmd's options, check them, prepare what it needs, run it. */
 gboolean cmd_run(const struct ivlab_cmd *cmd, struct ivlab_ctx *ctx, int argc, char **argv,
 		 GError **error);
+/* What needs (enum ivlab_cmd_needs) asks for, in ctx->session (cmd_run()
+ * calls it with cmd->needs; a command with subcommands, with its own). */
+gboolean cmd_prepare(const struct ivlab_cmd *cmd, struct ivlab_ctx *ctx, guint needs, int argc,
+		     char **argv, GError **error);
 void cmd_print_list(FILE *out);
 /* The top-level usage text (main.c). */
 void main_print_usage(FILE *out);

@@ -239,6 +239,7 @@ static gboolean prepare_guest(const struct lab *lab, const struct lab_guest *gue
 	g_autofree char *kernel = NULL;
 
 	if (!kos || !ivlab_make_dir(dir, error) ||
+	    !labkernel_make_boot_kernel(lab, guest, error) ||
 	    !write_kernel_archive(guest, dir, &kernel, error) ||
 	    !labboot_write_overlay(guest, kos, overlay, error) ||
 	    !write_combined((const char *const[]){ base, kernel ? kernel : overlay,

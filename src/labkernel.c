@@ -8,11 +8,14 @@
 #include "config.h"
 
 #include <string.h>
+#include <glib/gstdio.h>
 
 #include "arch.h"
+#include "domxml.h"
 #include "image.h"
 #include "ivlab.h"
 #include "kbuild.h"
+#include "kimage.h"
 #include "kmod.h"
 #include "labkernel.h"
 
@@ -374,4 +377,32 @@ gboolean labkernel_add_modules(const struct lab_guest *guest, Initramfs *initram
 	list_bytes = g_bytes_new(list->str, list->len);
 	initramfs_add_bytes(initramfs, "/lib/modules/load.list", list_bytes, 0644);
 	return TRUE;
+}
+
+gboolean labkernel_make_boot_kernel(const struct lab *lab, const struct lab_guest *guest,
+				    GError **error)
+{
+	g_autofree char *out = NULL, *key_path = NULL, *key = NULL, *old_key = NULL, *why = NULL;
+	GStatBuf st;
+
+	if (!guest->kernel || !arch_lookup(guest->arch)->pvh_kernel_file)
+		return TRUE;
+	out = domxml_guest_kernel(lab, guest);
+	key_path = g_strconcat(out, ".source", NULL);
+	if (g_stat(guest->kernel, &st) != 0)
+		return ivlab_fail_errno(error, "%s", guest->kernel);
+	/* The <kernel> it came from, as it was: a rebuilt kernel is taken again. */
+	key = g_strdup_printf("%s %" G_GINT64_FORMAT " %" G_GINT64_FORMAT "\n", guest->kernel,
+			      (gint64)st.st_size, (gint64)st.st_mtime);
+	if (g_file_get_contents(key_path, &old_key, NULL, NULL) && strcmp(old_key, key) == 0 &&
+	    g_file_test(out, G_FILE_TEST_EXISTS))
+		return TRUE;
+	g_unlink(key_path);
+	if (!kimage_make_boot_kernel(guest->kernel, out, &why, error))
+		return FALSE;
+	if (why)
+		ivlab_debug("guest %s: boots its kernel as a bzImage: %s", guest->name, why);
+	else
+		ivlab_debug("guest %s: boots its kernel's vmlinux through its PVH entry", guest->name);
+	return g_file_set_contents(key_path, key, -1, error);
 }

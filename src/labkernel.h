@@ -28,4 +28,10 @@ char *labkernel_build_dir(const struct lab_guest *guest, char **release, GError 
 gboolean labkernel_add_modules(const struct lab_guest *guest, Initramfs *initramfs,
 			       GError **error);
 
+/* On x86, the file the guest boots in dir (domxml_guest_kernel()): its
+ * <kernel>'s vmlinux with the PVH entry, or the bzImage itself when it
+ * has none (-v says why). Redone only when the <kernel> changed. */
+gboolean labkernel_make_boot_kernel(const struct lab *lab, const struct lab_guest *guest,
+				    GError **error);
+
 #endif

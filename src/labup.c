@@ -8,6 +8,8 @@
 #include <unistd.h>
 #include <sys/stat.h>
 
+#include "arch.h"
+#include "bootprofile.h"
 #include "domxml.h"
 #include "host.h"
 #include "image.h"
@@ -21,6 +23,11 @@
 
 #define CONSOLE_KEEP (64 * 1024)
 #define CONSOLE_TAIL_LINES 25
+/* What an x86 kernel prints on an NMI nothing claims (arch/x86/kernel/nmi.c). */
+#define NMI_MARK "NMI received for unknown reason"
+/* How long a guest's console may stay silent before its log is taken as whole. */
+#define LOG_DUMP_QUIET_US (2 * G_TIME_SPAN_SECOND)
+#define LOG_DUMP_MAX_US (20 * G_TIME_SPAN_SECOND)
 
 char *labup_domain_xml(const struct lab *lab, const struct lab_guest *guest, GError **error)
 {
@@ -82,10 +89,14 @@ struct boot {
 	GThread *reader;
 	gint stop_reader;
 	GMutex lock;
+	GCond grew;        /* output grew */
 	GString *output;
+	gboolean dump_on_hang; /* ask a hung guest for its log with an NMI */
 	struct agent_link *agent;
 	GError *error;
 	double seconds;
+	struct bootprofile profile;
+	gboolean profiled;
 	GAsyncQueue *done; /* this boot, pushed when finished */
 	char *log_path;    /* where the captured console goes, or NULL */
 };
@@ -111,6 +122,7 @@ static gpointer console_reader(gpointer data)
 		g_string_append_len(boot->output, buffer, got);
 		if (boot->output->len > 2 * CONSOLE_KEEP)
 			g_string_erase(boot->output, 0, boot->output->len - CONSOLE_KEEP);
+		g_cond_broadcast(&boot->grew);
 		g_mutex_unlock(&boot->lock);
 	}
 	return NULL;
@@ -138,6 +150,7 @@ static void boot_free(struct boot *boot)
 	g_clear_error(&boot->error);
 	g_string_free(boot->output, TRUE);
 	g_mutex_clear(&boot->lock);
+	g_cond_clear(&boot->grew);
 	g_free(boot->name);
 	g_free(boot);
 }
@@ -167,6 +180,15 @@ static void print_console_tail(struct boot *boot)
 		return;
 	}
 	g_strdelimit(text, "\r", ' ');
+	/* After the NMI boot_dump_log() sent, the kernel replayed its whole log,
+	 * the panic's own lines last: the useful tail is what came before. */
+	char *nmi = g_strrstr(text, NMI_MARK);
+
+	if (nmi) {
+		while (nmi > text && nmi[-1] != '\n')
+			nmi--;
+		*nmi = '\0';
+	}
 	lines = g_strsplit(text, "\n", -1);
 	count = g_strv_length(lines);
 	first = count > CONSOLE_TAIL_LINES ? count - CONSOLE_TAIL_LINES : 0;
@@ -174,6 +196,33 @@ static void print_console_tail(struct boot *boot)
 	for (guint i = first; i < count; i++)
 		if (*g_strstrip(lines[i]))
 			ivlab_info("%s console: %s", boot->name, lines[i]);
+}
+
+/* A guest that did not come up printed little on a quiet console: an NMI
+ * makes its kernel panic and replay its whole log (unknown_nmi_panic,
+ * panic_print=0x20 in arch.c's quiet_cmdline), read until it goes silent. */
+static void boot_dump_log(struct boot *boot)
+{
+	gint64 until = g_get_monotonic_time() + LOG_DUMP_MAX_US;
+
+	if (!boot->dump_on_hang || !boot->console || !virt_is_running(boot->dom))
+		return;
+	if (virDomainInjectNMI(boot->dom, 0) < 0) {
+		ivlab_debug("%s: cannot send an NMI for the kernel's log", boot->name);
+		return;
+	}
+	ivlab_debug("%s: sent an NMI: its kernel panics and replays its log", boot->name);
+	g_mutex_lock(&boot->lock);
+	for (;;) {
+		gsize before = boot->output->len;
+		gint64 deadline = MIN(g_get_monotonic_time() + LOG_DUMP_QUIET_US, until);
+
+		while (boot->output->len == before && g_cond_wait_until(&boot->grew, &boot->lock, deadline))
+			;
+		if (boot->output->len == before || g_get_monotonic_time() >= until)
+			break;
+	}
+	g_mutex_unlock(&boot->lock);
 }
 
 static gboolean boot_run(struct boot *boot, GError **error)
@@ -192,6 +241,8 @@ static gboolean boot_run(struct boot *boot, GError **error)
 		boot->reader = g_thread_new("console", console_reader, boot);
 	if (boot->start && virDomainResume(boot->dom) < 0)
 		return virt_dom_error(error, boot->dom, "cannot resume");
+	/* The machine runs from here: firmware's time starts. */
+	gint64 resumed = g_get_monotonic_time();
 	boot->agent = agent_link_open(boot->dom, boot->name, TRUE, error);
 	if (!boot->agent)
 		return FALSE;
@@ -200,8 +251,19 @@ static gboolean boot_run(struct boot *boot, GError **error)
 	int left = boot->timeout_ms - (int)((g_get_monotonic_time() - started) / 1000);
 	AgentReply *hello = agent_hello(boot->agent, MAX(left, 1), error);
 
-	if (!hello)
+	if (!hello) {
+		boot_dump_log(boot);
 		return FALSE;
+	}
+	gint64 answered = g_get_monotonic_time();
+	g_autoptr(GError) no_profile = NULL;
+
+	/* A guest already running has no boot to profile. */
+	if (boot->start)
+		boot->profiled = bootprofile_from_hello(&boot->profile, started, resumed, answered,
+							hello, &no_profile);
+	if (no_profile)
+		ivlab_debug("%s: %s", boot->name, no_profile->message);
 	ivlab_debug("%s: agent %s on %s, kernel %s", boot->name,
 		    agent_reply_get(hello, "agent") ?: "?", agent_reply_get(hello, "arch") ?: "?",
 		    agent_reply_get(hello, "kernel") ?: "?");
@@ -243,6 +305,7 @@ static struct boot *boot_new(virDomainPtr dom, const char *name, gboolean start,
 	boot->output = g_string_new(NULL);
 	boot->done = done;
 	g_mutex_init(&boot->lock);
+	g_cond_init(&boot->grew);
 	return boot;
 }
 
@@ -327,6 +390,7 @@ gboolean labup_start_guests(const struct lab *lab, struct labrun *run, GPtrArray
 		g_autofree char *log_name = g_strdup_printf("%s.console.log", guest->name);
 
 		boot->log_path = g_build_filename(run->dir, log_name, NULL);
+		boot->dump_on_hang = arch_lookup(guest->arch)->quiet_cmdline != NULL;
 
 		ivlab_debug("%s: %s", virDomainGetName(dom), boot->start ? "starting" : "already running");
 		g_ptr_array_add(threads, g_thread_new("boot", boot_thread, boot));
@@ -358,6 +422,12 @@ gboolean labup_start_guests(const struct lab *lab, struct labrun *run, GPtrArray
 				first = g_error_copy(boot->error);
 		} else {
 			ready++;
+			if (boot->profiled && ivlab_verbosity() >= 2) {
+				g_autofree char *stages = bootprofile_format(&boot->profile);
+
+				ivlab_progress_end(&line);
+				ivlab_debug("%s: boot profile: %s", boot->name, stages);
+			}
 			if (line.active)
 				progress(&line, ready, doms->len, started, boot->name);
 			else
@@ -702,6 +772,16 @@ static gboolean guest_running(struct lab_session *session, const struct lab_gues
 }
 
 /* Servers, definitions, starts and hellos; on failure the caller undoes. */
+/* `up -v`: how long each of its phases took, so its own overhead shows
+ * beside the guests' boot profiles. */
+static void up_phase(const char *what, gint64 *since)
+{
+	gint64 now = g_get_monotonic_time();
+
+	ivlab_debug("up: %s in %.2f s", what, (now - *since) / 1e6);
+	*since = now;
+}
+
 static gboolean create(struct lab_session *session, struct labup_plan *plan, int timeout_seconds,
 		       GError **error)
 {
@@ -713,9 +793,16 @@ static gboolean create(struct lab_session *session, struct labup_plan *plan, int
 		ivlab_info("%s: stopped, to start again with its region's new server",
 			   virDomainGetName(dom));
 	}
-	return start_servers(session->lab, session->run, session->conn, error) &&
-	       labup_define_and_start(session->conn, session->lab, session->run, plan->wanted_xml,
-				      timeout_seconds, error);
+	gint64 since = g_get_monotonic_time();
+
+	if (!start_servers(session->lab, session->run, session->conn, error))
+		return FALSE;
+	up_phase("servers started", &since);
+	if (!labup_define_and_start(session->conn, session->lab, session->run, plan->wanted_xml,
+				    timeout_seconds, error))
+		return FALSE;
+	up_phase("guests defined, started and ready", &since);
+	return TRUE;
 }
 
 gboolean labup_apply(struct lab_session *session, struct labup_plan *plan, int timeout_seconds,
@@ -727,11 +814,16 @@ gboolean labup_apply(struct lab_session *session, struct labup_plan *plan, int t
 
 	if (plan->kind == LABUP_ALREADY_UP)
 		return TRUE;
+	gint64 since = g_get_monotonic_time();
+
 	if (!labkernel_check(lab, error) || !preflight_check(session->conn, lab, error) ||
-	    !ivlab_check_interrupt(error) ||
-	    !labup_ensure_images(lab, error) || !ivlab_check_interrupt(error) ||
+	    !ivlab_check_interrupt(error))
+		return FALSE;
+	up_phase("preflight", &since);
+	if (!labup_ensure_images(lab, error) || !ivlab_check_interrupt(error) ||
 	    !labup_check_shm_free(lab, session->run, error))
 		return FALSE;
+	up_phase("images checked", &since);
 	/* Taken before the build: an edit during it shows as a change later.
 	 * Guests that stay as they run keep what they booted with. */
 	for (guint i = 0; i < lab->guests->len; i++) {
@@ -753,6 +845,7 @@ gboolean labup_apply(struct lab_session *session, struct labup_plan *plan, int t
 		}
 		return FALSE;
 	}
+	up_phase("guests' boot archives", &since);
 	labrun_set_lab(session->run, session->path, plan->digest);
 	if (!labrun_save(session->run, error))
 		return FALSE;

@@ -58,9 +58,13 @@ for arch in x86_64 aarch64; do
 	root="$scratch/root-$arch"
 	missing=
 	while read -r module; do
+		case $module in '#'*) continue ;; esac
 		[ -f "$root/lib/modules/$module" ] || missing="$missing $module"
 	done <"$root/lib/modules/load.list"
 	check "$arch: every module in load.list is in the archive" [ -z "$missing" ]
+	check "$arch: the modules only shares need come after '# share'" \
+		sh -c 'sed -n "/^# share\$/,\$p" "$1" | grep -qx 9p.ko && ! sed "/^# share\$/,\$d" "$1" | grep -q "^9p"' \
+		- "$root/lib/modules/load.list"
 	check "$arch: virtio_console is loaded after virtio_pci" \
 		awk '/^virtio_pci.ko$/ { p = NR } /^virtio_console.ko$/ { c = NR } END { exit !(p && c && p < c) }' \
 		"$root/lib/modules/load.list"

@@ -9,7 +9,7 @@
 IVLAB_STATE_DIR=$scratch/state
 export IVLAB_STATE_DIR
 
-for schema in status bench image-list; do
+for schema in status bench bench-boot image-list; do
 	check "$schema.schema.json is JSON" "${PYTHON3:-python3}" -c \
 		'import json, sys; json.load(open(sys.argv[1]))' "$top_srcdir/man/schema/$schema.schema.json"
 done

@@ -109,6 +109,29 @@ check "a failing boot command is reported with its status and output" \
 diag "$(grep -v 'console: ' "$scratch/fail.log" | tail -3)"
 check_clean "$name" "the failed up was undone"
 
+# A guest that hangs before its agent starts (its /init replaced by one
+# that sleeps): up fails after its timeout and shows the useful tail of the
+# kernel's log although the console is quiet (x86 replays it on the NMI up
+# sends), and the lab is undone.
+printf '#!/bin/busybox sh\nexec /bin/busybox sleep 100000\n' >"$scratch/boot/hang-init"
+cat >"$scratch/boot/hang.lab.xml" <<LAB
+<?xml version="1.0"?>
+<lab name="$name">
+  <region name="r" size="1MiB" mode="plain"/>
+  <guest name="g" arch="x86_64">
+    <attach region="r"/>
+    <file src="hang-init" dest="/init" mode="0755"/>
+  </guest>
+</lab>
+LAB
+"$IVLAB" -f "$scratch/boot/hang.lab.xml" up --timeout 40 >"$scratch/hang.log" 2>&1
+status=$?
+check "a guest that hangs in boot fails up (exit $status)" test $status -eq 1
+check "its console tail has the kernel's quiet lines, replayed" \
+	grep -q 'g console: .*Run /init as init process' "$scratch/hang.log"
+diag "$(grep 'g console: ' "$scratch/hang.log" | tail -3)"
+check_clean "$name" "the hung up was undone"
+
 # The same module cross-built for an aarch64 guest, bound there too.
 missing=$(image_tools_missing aarch64)
 if [ -n "$missing" ]; then

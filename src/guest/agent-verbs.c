@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 #include <sys/ioctl.h>
 #include <sys/klog.h>
@@ -46,21 +47,82 @@ void agent_catch_faults(void)
 /* Written by /init once it applied the lab's modules, shares and boot commands. */
 #define IVLAB_BOOT_STATUS "/run/ivlab/boot-status"
 
-/* " boot=ok" or " boot=failed:WHY" from what /init applied, when it wrote it. */
-static void boot_status(struct reply *reply)
-{
-	char line[512];
-	FILE *file = fopen(IVLAB_BOOT_STATUS, "r");
-	size_t len;
+/* Written by /init just before it starts the agent: its stages' uptimes. */
+#define IVLAB_BOOT_PROFILE "/run/ivlab/boot-profile"
 
+/* The first line of path, without its newline, or "" when there is none. */
+static void read_first_line(const char *path, char *line, size_t size)
+{
+	FILE *file = fopen(path, "re");
+
+	line[0] = '\0';
 	if (!file)
 		return;
-	if (fgets(line, sizeof(line), file)) {
-		len = strcspn(line, "\n");
-		reply_add(reply, " boot=");
-		reply_add_encoded(reply, (uint8_t *)line, len);
-	}
+	if (!fgets(line, (int)size, file))
+		line[0] = '\0';
+	line[strcspn(line, "\n")] = '\0';
 	fclose(file);
+}
+
+/* The kernel's timestamp of "Run /init as init process" in its log, or
+ * NULL: when its own init was done (quiet or not, the log has it). */
+static const char *kernel_init_done(char *stamp, size_t size)
+{
+	static char log[1 << 20];
+	int len = klogctl(3 /* SYSLOG_ACTION_READ_ALL */, log, sizeof(log) - 1);
+	char *found, *open;
+
+	if (len <= 0)
+		return NULL;
+	log[len] = '\0';
+	found = strstr(log, " as init process");
+	if (!found)
+		return NULL;
+	*found = '\0';
+	open = strrchr(log, '[');
+	if (!open || (size_t)snprintf(stamp, size, "%.*s", (int)strcspn(open + 1, "]"),
+				      open + 1) >= size)
+		return NULL;
+	return stamp + strspn(stamp, " ");
+}
+
+/* " profile=..." (percent-encoded): /init's stamps and the kernel's. */
+static void add_profile(struct reply *reply)
+{
+	char line[512], stamp[32];
+	const char *kernel = kernel_init_done(stamp, sizeof(stamp));
+	size_t len;
+
+	read_first_line(IVLAB_BOOT_PROFILE, line, sizeof(line));
+	if (!line[0])
+		return;
+	len = strlen(line);
+	if (kernel)
+		snprintf(line + len, sizeof(line) - len, " kernel=%s", kernel);
+	reply_add(reply, " profile=");
+	reply_add_encoded(reply, (uint8_t *)line, strlen(line));
+}
+
+/* " boot=ok" or " boot=failed:WHY" from what /init applied, when it wrote it. */
+static void add_boot_status(struct reply *reply)
+{
+	char line[512];
+
+	read_first_line(IVLAB_BOOT_STATUS, line, sizeof(line));
+	if (!line[0])
+		return;
+	reply_add(reply, " boot=");
+	reply_add_encoded(reply, (uint8_t *)line, strlen(line));
+}
+
+/* Seconds since the kernel started, as /proc/uptime counts them. */
+static void add_uptime(struct reply *reply)
+{
+	struct timespec now;
+
+	if (clock_gettime(CLOCK_BOOTTIME, &now) == 0)
+		reply_add(reply, " uptime=%lld.%03ld", (long long)now.tv_sec,
+			  now.tv_nsec / 1000000);
 }
 
 static bool cmd_hello(struct request *req, struct reply *reply)
@@ -75,7 +137,9 @@ static bool cmd_hello(struct request *req, struct reply *reply)
 		  IVLAB_AGENT_PROTO, IVLAB_AGENT_VERSION, uts.machine, uts.release,
 		  agent.guest[0] ? agent.guest : "none", agent.lab[0] ? agent.lab : "none",
 		  agent.nregions);
-	boot_status(reply);
+	add_boot_status(reply);
+	add_uptime(reply);
+	add_profile(reply);
 	return true;
 }
 

@@ -2,13 +2,15 @@
 # make-seeds.sh OUT: the seed inputs of each fuzz target that are made from
 # the tree rather than committed: the labs (domains/, tests/data), small
 # Debian packages (ar + tar, each compression), fake busybox binaries, an
-# ELF object with a .modinfo, and ivshmem server conversations. Written to
-# OUT/TARGET/, one file per input. Needs: ar, tar, gzip, xz, zstd, cc.
+# ELF object with a .modinfo, ivshmem server conversations, and bzImages
+# (gzip, xz, zstd; with and without the PVH note) from tests/unit-kimage's
+# generator. Written to OUT/TARGET/, one file per input. Needs: ar, tar,
+# gzip, xz, zstd, cc, and tests/unit-kimage built (else one header-only seed).
 set -eu
 out=$1
 src=${top_srcdir:-$(cd "$(dirname "$0")/../.." && pwd)}
 rm -rf "$out"
-for target in lab deb initramfs kmod server peer; do
+for target in lab deb initramfs kmod server peer kimage; do
 	mkdir -p "$out/$target"
 done
 
@@ -76,6 +78,16 @@ printf '%s\n' \
 	'	"depends=virtio\0name=fuzz";' >"$scratch/mod.c"
 if $cc -c -o "$out/kmod/mod.o" "$scratch/mod.c" 2>/dev/null; then :; else
 	printf '\177ELF\2\1\1' >"$out/kmod/elf-header"
+fi
+
+# kimage: the unit test's synthetic kernels (a boot header, a tiny ELF64
+# with the PVH note or without, compressed) and that ELF alone.
+unit_kimage=${top_builddir:-$src}/tests/unit-kimage
+if [ -x "$unit_kimage" ] && "$unit_kimage" --write-seeds "$out/kimage"; then :; else
+	{
+		head -c 514 /dev/zero
+		printf 'HdrS\017\002'
+	} >"$out/kimage/header-only"
 fi
 
 # server: scripts of operations (fuzz-server.c): connect two, query, read,
