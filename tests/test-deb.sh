@@ -73,8 +73,10 @@ set -e
 mount --make-rprivate /
 mount -t overlay overlay -o lowerdir=/,upperdir=$scratch/upper,workdir=$scratch/work $root
 for dir in proc sys dev run tmp; do mount --rbind /\$dir $root/\$dir; done
-mount -t tmpfs none $root$(cd "$top_srcdir" && pwd -P | cut -d/ -f1-2)
-[ "$top_builddir" = "$top_srcdir" ] || mount -t tmpfs none $root$(cd "$top_builddir" && pwd -P | cut -d/ -f1-2) || :
+# The trees themselves, not their top directory: that may be /tmp, where the
+# state dir is.
+mount -t tmpfs none $root$(cd "$top_srcdir" && pwd -P)
+[ "$top_builddir" = "$top_srcdir" ] || mount -t tmpfs none $root$(cd "$top_builddir" && pwd -P) || :
 # Into the merged /usr's directories, not over its /lib -> usr/lib link.
 dpkg-deb --fsys-tarfile $deb | tar -x --keep-directory-symlink -C $root
 exec chroot $root env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root IVLAB_STATE_DIR=$state \
