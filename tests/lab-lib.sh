@@ -25,8 +25,9 @@ libvirt_up() {
 # wait for libvirtd to answer (not just for its socket).
 ensure_libvirtd() {
 	libvirt_up && return 0
-	pgrep -x virtlogd >/dev/null || virtlogd -d
-	pgrep -x libvirtd >/dev/null || libvirtd -d
+	# Never with the suite's lock open (fd 8): the daemons would keep it.
+	pgrep -x virtlogd >/dev/null || virtlogd -d 8>&-
+	pgrep -x libvirtd >/dev/null || libvirtd -d 8>&-
 	i=0
 	while [ $i -lt 150 ]; do
 		libvirt_up && return 0
