@@ -347,9 +347,13 @@ gboolean labrun_teardown(virConnectPtr conn, const char *lab_name, const struct 
 			g_autofree char *path = g_build_filename(dir, entry, NULL);
 
 			/* .img: the initramfs of guests that bring something (labboot.c);
-			 * .lock: the agents' (labsession.c), whose guests are gone. */
+			 * .vmlinux(.source): the kernel a <kernel> guest boots
+			 * (labkernel.c); .lock: the agents' (labsession.c), whose
+			 * guests are gone. */
 			if (g_str_has_suffix(entry, ".log") || strcmp(entry, "state") == 0 ||
 			    g_str_has_suffix(entry, ".ctl") || g_str_has_suffix(entry, ".img") ||
+			    g_str_has_suffix(entry, ".vmlinux") ||
+			    g_str_has_suffix(entry, ".vmlinux.source") ||
 			    g_str_has_suffix(entry, ".agent.lock"))
 				g_unlink(path);
 		}
