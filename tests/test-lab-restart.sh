@@ -77,7 +77,10 @@ check "... both domains kept their ids" test "$(domid a) $(domid b)" = "$a_id $b
 
 # One line of one module.
 edited=$(now)
-sed -i 's/static char \*greeting = "hello";/static char *greeting = "edited";/' "$source"
+# A comment unique to this run: the module cache (keyed by content) cannot
+# have the edited module from an earlier run on this host.
+sed -i -e 's/static char \*greeting = "hello";/static char *greeting = "edited";/' \
+	-e "1a /* edited by test-lab-restart.sh, run $(date +%s%N) */" "$source"
 expect_status "up after a module changed exits 0" 0 iv up
 check "up says which guest's module changed and how to apply it" \
 	grep -q "guest a: module $scratch/modules/ivtest changed; run 'ivlab restart a' to apply" "$scratch/out"
