@@ -1,5 +1,6 @@
 #!/bin/sh
-# bench-boot.sh: boot times side by side, RUNS times each, medians:
+# bench-boot.sh: boot times side by side, RUNS rounds (each variant
+# once a round, round-robin), medians:
 #  1. an x86_64 guest alone to agent-ready: ivlab's image (its vmlinux,
 #     entered through PVH) against the stock Debian bzImage with the same
 #     initramfs, booted by QEMU the obvious way (-kernel vmlinuz: SeaBIOS,
@@ -46,62 +47,101 @@ doc = json.load(open(sys.argv[1]))
 print(max(m["median"]["ready"] for m in doc["machines"]))' "$1"
 }
 
-echo "== 1. a guest alone, plain QEMU, $runs runs, median stages (s)"
-"$IVLAB" bench boot --arch x86_64 --runs "$runs" || die "bench boot x86_64"
-"$IVLAB" bench boot --arch x86_64 --runs "$runs" --kernel "$images/x86_64/vmlinuz" ||
-	die "bench boot x86_64 (bzImage)"
-"$IVLAB" bench boot --arch aarch64 --runs "$runs" || die "bench boot aarch64"
-"$IVLAB" bench boot --arch x86_64 --runs "$runs" --json >"$scratch/pvh.json" &&
-	"$IVLAB" bench boot --arch x86_64 --runs "$runs" --json \
-		--kernel "$images/x86_64/vmlinuz" >"$scratch/bzimage.json" || die "bench boot --json"
-pvh=$(ready "$scratch/pvh.json")
-bz=$(ready "$scratch/bzimage.json")
+# Variants are booted round-robin, one boot each per round, so that a
+# change in the host's load touches all of them alike.
+# round LABEL ARG...: one `ivlab bench boot --runs 1 --json ARG...` into
+# $scratch/LABEL.ROUND.json ($round).
+round() {
+	label=$1
+	shift
+	"$IVLAB" bench boot --runs 1 --json "$@" >"$scratch/$label.$round.json" ||
+		die "bench boot $* failed"
+}
+
+# medians LABEL...: per label, the median of each stage over its rounds
+# (one table row; LABEL=TEXT names the row), then "LABEL READY" lines on fd 3.
+medians() {
+	python3 - "$scratch" "$@" <<'PY'
+import glob, json, os, statistics, sys
+scratch, labels = sys.argv[1], sys.argv[2:]
+stages = ["qemu", "firmware", "kernel", "init", "modules", "agent", "ready"]
+print("%-24s %-8s" % ("VARIANT", "BYTES") + "".join("%9s" % s.upper() for s in stages))
+for spec in labels:
+    label, _, text = spec.partition("=")
+    boots = [json.load(open(f))["machines"][0]["boots"][0]
+             for f in glob.glob(os.path.join(scratch, label + ".[0-9]*.json"))]
+    row = {s: statistics.median(b.get(s, 0) for b in boots) for s in stages}
+    print("%-24s %-8s" % (label, text) + "".join("%9.2f" % row[s] for s in stages))
+    os.write(3, ("%s %.3f\n" % (label, row["ready"])).encode())
+PY
+}
+
+echo "== 1. a guest alone, plain QEMU, $runs rounds, median stages (s)"
+for round in $(seq "$runs"); do
+	round x86_64-vmlinux --arch x86_64
+	round x86_64-bzimage --arch x86_64 --kernel "$images/x86_64/vmlinuz"
+	round aarch64 --arch aarch64
+done
+medians x86_64-vmlinux x86_64-bzimage aarch64 3>"$scratch/ready"
+pvh=$(awk '$1 == "x86_64-vmlinux" { print $2 }' "$scratch/ready")
+bz=$(awk '$1 == "x86_64-bzimage" { print $2 }' "$scratch/ready")
 echo "x86_64 agent-ready: ivlab's image ${pvh} s, stock bzImage ${bz} s: ratio $(echo "$pvh $bz" | awk '{ printf "%.2f", $1 / $2 }') (goal <= 0.4)"
 
-# up_times LAB NAME: RUNS times `up` then `down` of LAB as NAME, the up's
-# wall seconds in $scratch/NAME.up.
-up_times() {
+# lab_as LAB NAME: LAB renamed NAME, in $scratch/NAME.lab.xml; no such lab up.
+lab_as() {
 	sed "s/<lab name=\"[^\"]*\"/<lab name=\"$2\"/" "$1" >"$scratch/$2.lab.xml"
 	: >"$scratch/$2.up"
 	"$IVLAB" -q down "$2" >/dev/null 2>&1
-	for run in $(seq "$runs"); do
-		start=$(date +%s.%N)
-		"$IVLAB" -q -f "$scratch/$2.lab.xml" up || die "up of $2 failed"
-		end=$(date +%s.%N)
-		echo "$start $end" | awk '{ printf "%.2f\n", $2 - $1 }' >>"$scratch/$2.up"
-		"$IVLAB" -q -f "$scratch/$2.lab.xml" down || die "down of $2 failed"
-		echo "  $2: up run $run: $(tail -1 "$scratch/$2.up") s"
-	done
+}
+
+# up_once NAME: `up` then `down` of lab NAME, the up's wall seconds
+# appended to $scratch/NAME.up.
+up_once() {
+	start=$(date +%s.%N)
+	"$IVLAB" -q -f "$scratch/$1.lab.xml" up || die "up of $1 failed"
+	end=$(date +%s.%N)
+	echo "$start $end" | awk '{ printf "%.2f\n", $2 - $1 }' >>"$scratch/$1.up"
+	"$IVLAB" -q -f "$scratch/$1.lab.xml" down || die "down of $1 failed"
 }
 
 lab=${LAB:-$top_srcdir/domains/default.xml}
-echo "== 2. ivlab up of $(basename "$lab") against bare QEMU, $runs runs"
-up_times "$lab" "$name"
-"$IVLAB" -f "$scratch/$name.lab.xml" bench boot --lab --runs "$runs" --json >"$scratch/bare.json" ||
-	die "bench boot --lab"
-"$IVLAB" -f "$scratch/$name.lab.xml" bench boot --lab --runs "$runs"
+echo "== 2. ivlab up of $(basename "$lab") against bare QEMU, $runs rounds"
+lab_as "$lab" "$name"
+: >"$scratch/bare"
+for round in $(seq "$runs"); do
+	up_once "$name"
+	"$IVLAB" -f "$scratch/$name.lab.xml" bench boot --lab --runs 1 --json >"$scratch/bare.json" ||
+		die "bench boot --lab"
+	ready "$scratch/bare.json" >>"$scratch/bare"
+	echo "  round $round: up $(tail -1 "$scratch/$name.up") s, bare QEMU $(tail -1 "$scratch/bare") s"
+done
 up=$(median "$scratch/$name.up")
-bare=$(ready "$scratch/bare.json")
+bare=$(median "$scratch/bare")
 echo "up ${up} s, the same images together under bare QEMU ${bare} s: ratio $(echo "$up $bare" | awk '{ printf "%.2f", $1 / $2 }') (goal <= 1.15)"
 
-echo "== 3. initramfs compression, each arch alone, $runs runs, medians"
-printf '%-8s %-6s %10s %8s %8s\n' ARCH FORMAT BYTES KERNEL READY
+echo "== 3. initramfs compression, each arch alone, $runs rounds, medians (kernel includes the unpacking)"
 for arch in x86_64 aarch64; do
 	gzip -dc "$images/$arch/initrd.img" >"$scratch/$arch.cpio" || die "$arch: initrd is not gzip"
 	cp "$scratch/$arch.cpio" "$scratch/$arch.none"
 	gzip -9 -c "$scratch/$arch.cpio" >"$scratch/$arch.gzip"
 	lz4 -l -9 -q -c "$scratch/$arch.cpio" >"$scratch/$arch.lz4" # the kernel reads lz4's legacy frames
 	zstd -19 -q -c "$scratch/$arch.cpio" >"$scratch/$arch.zstd"
-	for format in none gzip lz4 zstd; do
-		"$IVLAB" bench boot --arch "$arch" --runs "$runs" --initrd "$scratch/$arch.$format" \
-			--json >"$scratch/$arch.$format.json" || die "$arch with a $format initramfs"
-		python3 -c '
-import json, sys
-m = json.load(open(sys.argv[1]))["machines"][0]["median"]
-print("%-8s %-6s %10s %8.2f %8.2f" % (sys.argv[2], sys.argv[3], sys.argv[4], m["kernel"], m["ready"]))' \
-			"$scratch/$arch.$format.json" "$arch" "$format" "$(stat -c %s "$scratch/$arch.$format")"
+done
+for round in $(seq "$runs"); do
+	for arch in x86_64 aarch64; do
+		for format in none gzip lz4 zstd; do
+			round "$arch-$format" --arch "$arch" --initrd "$scratch/$arch.$format"
+		done
 	done
 done
+rows=
+for arch in x86_64 aarch64; do
+	for format in none gzip lz4 zstd; do
+		rows="$rows $arch-$format=$(stat -c %s "$scratch/$arch.$format")"
+	done
+done
+# shellcheck disable=SC2086 # one word per row
+medians $rows 3>/dev/null
 
 if [ "${BIG:-}" = 1 ]; then
 	echo "== 4. ivlab up of a 16-guest lab (12 x86_64 + 4 aarch64), $runs runs"
@@ -116,6 +156,10 @@ if [ "${BIG:-}" = 1 ]; then
 		done
 		echo '</lab>'
 	} >"$scratch/big.xml"
-	up_times "$scratch/big.xml" "$name-big"
+	lab_as "$scratch/big.xml" "$name-big"
+	for round in $(seq "$runs"); do
+		up_once "$name-big"
+		echo "  run $round: up $(tail -1 "$scratch/$name-big.up") s"
+	done
 	echo "16 guests: up $(median "$scratch/$name-big.up") s (median)"
 fi
