@@ -43,9 +43,20 @@ for arch in x86_64 aarch64; do
 			runuser -u libvirt-qemu -- sh -c "cat '$dir/vmlinuz' '$dir/initrd.img' >/dev/null"
 	fi
 
-	# The initramfs: gzip, newc cpio, the layout src/guest/init documents.
-	check "$arch: initrd.img is gzip" sh -c "gzip -t '$dir/initrd.img'"
-	gzip -dc "$dir/initrd.img" >"$scratch/initrd.cpio"
+	# The initramfs: the recipe's compression, newc cpio, the layout
+	# src/guest/init documents.
+	compression=$(sed -n 's/^compression=//p' "$top_srcdir/images/$arch.conf")
+	case $compression in
+	gzip)
+		check "$arch: initrd.img is gzip" sh -c "gzip -t '$dir/initrd.img'"
+		gzip -dc "$dir/initrd.img" >"$scratch/initrd.cpio"
+		;;
+	zstd)
+		check "$arch: initrd.img is zstd" sh -c "zstd -q -t '$dir/initrd.img'"
+		zstd -q -dc "$dir/initrd.img" >"$scratch/initrd.cpio"
+		;;
+	*) cp "$dir/initrd.img" "$scratch/initrd.cpio" ;;
+	esac
 	check "$arch: the archive is newc cpio (070701)" [ "$(head -c 6 "$scratch/initrd.cpio")" = 070701 ]
 	cpio -t --quiet <"$scratch/initrd.cpio" >"$scratch/listing" 2>"$scratch/cpio.err"
 	check "$arch: cpio -t reads it" [ $? -eq 0 ]
