@@ -17,27 +17,16 @@
 # IVLAB_STATE_DIR and IVLAB (the ivlab binary, default ./ivlab).
 set -u
 top_srcdir=${top_srcdir:-$(cd "$(dirname "$0")/.." && pwd)}
-IVLAB=${IVLAB:-$top_srcdir/ivlab}
+bench=boot
+. "$top_srcdir/tests/bench-lib.sh"
 runs=${1:-5}
 name=${IVLAB_BENCH_LAB:-ivlabbench-boot}
-export LIBVIRT_DEFAULT_URI=${LIBVIRT_DEFAULT_URI:-qemu:///system}
-scratch=$(mktemp -d /tmp/bench-boot-XXXXXX)
 trap '"$IVLAB" -q down "$name" >/dev/null 2>&1; "$IVLAB" -q down "$name-big" >/dev/null 2>&1; rm -rf "$scratch"' EXIT
-
-die() {
-	echo "bench-boot: $*" >&2
-	exit 1
-}
 
 "$IVLAB" -q image build --arch all || die "the images do not build"
 images=$("$IVLAB" image list --json | python3 -c '
 import json, os, sys
 print(os.path.dirname(os.path.dirname(json.load(sys.stdin)["images"][0]["vmlinuz"])))')
-
-# median FILE: the median of the numbers in FILE, one a line.
-median() {
-	sort -n "$1" | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
-}
 
 # ready JSON-FILE: the median seconds to agent-ready of the slowest machine.
 ready() {
@@ -89,7 +78,7 @@ echo "x86_64 agent-ready: ivlab's image ${pvh} s, stock bzImage ${bz} s: ratio $
 
 # lab_as LAB NAME: LAB renamed NAME, in $scratch/NAME.lab.xml; no such lab up.
 lab_as() {
-	sed "s/<lab name=\"[^\"]*\"/<lab name=\"$2\"/" "$1" >"$scratch/$2.lab.xml"
+	renamed "$1" "$2" >"$scratch/$2.lab.xml"
 	: >"$scratch/$2.up"
 	"$IVLAB" -q down "$2" >/dev/null 2>&1
 }
@@ -97,10 +86,7 @@ lab_as() {
 # up_once NAME: `up` then `down` of lab NAME, the up's wall seconds
 # appended to $scratch/NAME.up.
 up_once() {
-	start=$(date +%s.%N)
-	"$IVLAB" -q -f "$scratch/$1.lab.xml" up || die "up of $1 failed"
-	end=$(date +%s.%N)
-	echo "$start $end" | awk '{ printf "%.2f\n", $2 - $1 }' >>"$scratch/$1.up"
+	timed "$scratch/$1.up" "$IVLAB" -q -f "$scratch/$1.lab.xml" up || die "up of $1 failed"
 	"$IVLAB" -q -f "$scratch/$1.lab.xml" down || die "down of $1 failed"
 }
 

@@ -11,18 +11,17 @@
 # IVLAB_STATE_DIR and IVLAB (the ivlab binary, default ./ivlab).
 set -u
 top_srcdir=${top_srcdir:-$(cd "$(dirname "$0")/.." && pwd)}
-IVLAB=${IVLAB:-$top_srcdir/ivlab}
+bench=restart
+. "$top_srcdir/tests/bench-lib.sh"
 runs=${1:-3}
 name=${IVLAB_BENCH_LAB:-ivlabbench-restart}
-export LIBVIRT_DEFAULT_URI=${LIBVIRT_DEFAULT_URI:-qemu:///system}
-scratch=$(mktemp -d /tmp/bench-restart-XXXXXX)
 trap '"$IVLAB" -q down "$name" >/dev/null 2>&1; rm -rf "$scratch"' EXIT
 
 cp -r "$top_srcdir/tests/data/restart" "$top_srcdir/tests/data/modules" "$scratch/"
 chmod -R u+w "$scratch"
 chmod 0755 "$scratch" "$scratch/restart"
 lab=$scratch/restart/restart.lab.xml
-sed -i "s/<lab name=\"[^\"]*\"/<lab name=\"$name\"/" "$lab"
+renamed "$lab" "$name" >"$scratch/lab.xml" && mv "$scratch/lab.xml" "$lab"
 source=$scratch/modules/ivtest/ivtest.c
 
 now() { date +%s.%N; }

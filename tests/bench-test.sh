@@ -8,45 +8,33 @@
 # Needs root, libvirtd and the images; honours IVLAB, LAB and IVLAB_STATE_DIR.
 set -u
 top_srcdir=${top_srcdir:-$(cd "$(dirname "$0")/.." && pwd)}
-IVLAB=${IVLAB:-$top_srcdir/ivlab}
+bench="test"
+. "$top_srcdir/tests/bench-lib.sh"
 runs=${1:-5}
 name=${IVLAB_BENCH_LAB:-ivlabbench-test}
 lab=${LAB:-$top_srcdir/domains/default.xml}
-export LIBVIRT_DEFAULT_URI=${LIBVIRT_DEFAULT_URI:-qemu:///system}
-scratch=$(mktemp -d /tmp/bench-test-XXXXXX)
 trap '"$IVLAB" -q -f "$scratch/lab.xml" down >/dev/null 2>&1; rm -rf "$scratch"' EXIT
 
-die() {
-	echo "bench-test: $*" >&2
-	exit 1
-}
-
-median() {
-	sort -n "$1" | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
-}
-
-# timed FILE IVLAB ARG...: run `IVLAB -f LAB test ARG...`, append its wall seconds to FILE.
-timed() {
+# suite FILE IVLAB ARG...: `IVLAB -f LAB test ARG...`, its wall seconds
+# appended to FILE.
+suite() {
 	file=$1 binary=$2
 	shift 2
-	start=$(date +%s.%N)
-	"$binary" -q -f "$scratch/lab.xml" test "$@" >"$scratch/out" 2>&1 ||
+	timed "$file" "$binary" -q -f "$scratch/lab.xml" test "$@" >"$scratch/out" 2>&1 ||
 		{ cat "$scratch/out" >&2; die "$binary test $* failed"; }
-	end=$(date +%s.%N)
-	echo "$start $end" | awk '{ printf "%.2f\n", $2 - $1 }' >>"$file"
 }
 
-sed "s/<lab name=\"[^\"]*\"/<lab name=\"$name\"/" "$lab" >"$scratch/lab.xml"
+renamed "$lab" "$name" >"$scratch/lab.xml"
 "$IVLAB" -q -f "$scratch/lab.xml" up || die "up of $lab failed"
 : >"$scratch/full"
 : >"$scratch/norestart"
 : >"$scratch/before"
 for run in $(seq "$runs"); do
-	timed "$scratch/full" "$IVLAB"
-	timed "$scratch/norestart" "$IVLAB" --no-restart
+	suite "$scratch/full" "$IVLAB"
+	suite "$scratch/norestart" "$IVLAB" --no-restart
 	line="run $run: test $(tail -1 "$scratch/full") s, --no-restart $(tail -1 "$scratch/norestart") s"
 	if [ -n "${BEFORE:-}" ]; then
-		timed "$scratch/before" "$BEFORE"
+		suite "$scratch/before" "$BEFORE"
 		line="$line, before: test $(tail -1 "$scratch/before") s"
 	fi
 	echo "  $line"
