@@ -26,8 +26,36 @@ packages="
 	flex bison bc libelf-dev
 	busybox-static cpio xz-utils zstd
 	bash-completion debhelper dpkg-dev fakeroot lintian git
-	python3 python3-jsonschema mandoc valgrind tmux socat procps psmisc clang
+	python3 python3-jsonschema mandoc valgrind tmux socat procps psmisc clang tini
 "
+
+# Without systemd nobody starts the daemons. libvirtd runs under tini as a
+# subreaper: the QEMU processes it daemonizes are then reaped as they exit.
+# A container's PID 1 may reap late (1.5 s here) or never, and libvirt waits
+# for the reaping on every destroy.
+start_daemons() {
+	[ -d /run/systemd/system ] && return 0
+	pgrep -x virtlogd >/dev/null || virtlogd -d
+	if ! pgrep -x libvirtd >/dev/null; then
+		if command -v tini >/dev/null; then
+			setsid tini -s -- libvirtd </dev/null >>/var/log/libvirt/libvirtd.log 2>&1 &
+		else
+			libvirtd -d
+		fi
+	fi
+	for _ in $(seq 150); do
+		[ -S /run/libvirt/libvirt-sock ] && return 0
+		sleep 0.2
+	done
+	echo "setup-host.sh: libvirtd did not start (see /var/log/libvirt/libvirtd.log)" >&2
+	return 1
+}
+
+# --daemons: only start the daemons (the tests restart libvirtd this way).
+if [ "${1:-}" = --daemons ]; then
+	start_daemons
+	exit
+fi
 
 export DEBIAN_FRONTEND=noninteractive
 # Guest packages for aarch64 (kernel, busybox) come from the arm64 archive.
@@ -46,16 +74,7 @@ if [ -c /dev/kvm ]; then
 	chmod 0660 /dev/kvm
 fi
 
-# Without systemd nobody starts the daemons.
-if [ ! -d /run/systemd/system ]; then
-	pgrep -x virtlogd >/dev/null || virtlogd -d
-	pgrep -x libvirtd >/dev/null || libvirtd -d
-fi
-for _ in $(seq 50); do
-	[ -S /run/libvirt/libvirt-sock ] && break
-	sleep 0.2
-done
-[ -S /run/libvirt/libvirt-sock ] || { echo "setup-host.sh: libvirtd did not start" >&2; exit 1; }
+start_daemons || exit 1
 
 [ -x configure ] || ./autogen.sh
 [ -f Makefile ] || ./configure

@@ -25,9 +25,9 @@ libvirt_up() {
 # wait for libvirtd to answer (not just for its socket).
 ensure_libvirtd() {
 	libvirt_up && return 0
-	# Never with the suite's lock open (fd 8): the daemons would keep it.
-	pgrep -x virtlogd >/dev/null || virtlogd -d 8>&-
-	pgrep -x libvirtd >/dev/null || libvirtd -d 8>&-
+	# As setup-host.sh starts them; never with the suite's lock open (fd 8):
+	# the daemons would keep it.
+	"$top_srcdir/setup-host.sh" --daemons 8>&- >/dev/null 2>&1
 	i=0
 	while [ $i -lt 150 ]; do
 		libvirt_up && return 0

@@ -11,8 +11,8 @@ IVLAB_TEST_RESTARTS_LIBVIRTD=1
 missing=$(image_tools_missing x86_64)
 [ -z "$missing" ] || skip_or_fail "x86_64 images need: $missing"
 
-# restart_libvirtd: as the host runs it (systemd, or `libvirtd -d` as
-# setup-host.sh starts it), then wait until it answers again.
+# restart_libvirtd: as the host runs it (systemd, or as setup-host.sh
+# starts it), then wait until it answers again.
 restart_libvirtd() {
 	if [ -d /run/systemd/system ]; then
 		systemctl restart libvirtd
@@ -21,7 +21,7 @@ restart_libvirtd() {
 		wait_until 30 sh -c '! pgrep -x libvirtd >/dev/null'
 		# Not with the suite's lock (fd 8): a daemon that kept it would
 		# hold every later lab test off for good.
-		libvirtd -d 8>&-
+		"$top_srcdir/setup-host.sh" --daemons 8>&-
 	fi
 	wait_until 60 libvirt_up
 }
