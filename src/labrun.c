@@ -226,7 +226,7 @@ struct removal {
 	GError *error;
 };
 
-/* libvirt takes a second or two to stop a QEMU: all of them at once. */
+/* libvirt waits for each QEMU to exit (and be reaped): all of them at once. */
 static gpointer remove_domain(gpointer data)
 {
 	struct removal *removal = data;
