@@ -37,7 +37,11 @@ print(max(m["median"]["ready"] for m in doc["machines"]))' "$1"
 }
 
 # Variants are booted round-robin, one boot each per round, so that a
-# change in the host's load touches all of them alike.
+# change in the host's load touches all of them alike, and in a new random
+# order each round: in a fixed order (or a rotated one) each variant follows
+# the same one every round, and a boot shows what ran before it (a fixed
+# order made aarch64-gzip 0.3 s slower than aarch64-none; booted in
+# alternating order the two were equal, 1.94 and 1.93 s).
 # round LABEL ARG...: one `ivlab bench boot --runs 1 --json ARG...` into
 # $scratch/LABEL.ROUND.json ($round).
 round() {
@@ -45,6 +49,11 @@ round() {
 	shift
 	"$IVLAB" bench boot --runs 1 --json "$@" >"$scratch/$label.$round.json" ||
 		die "bench boot $* failed"
+}
+
+# shuffled WORD...: the words in a random order.
+shuffled() {
+	printf '%s\n' "$@" | shuf | tr '\n' ' '
 }
 
 # medians LABEL...: per label, the median of each stage over its rounds
@@ -67,9 +76,13 @@ PY
 
 echo "== 1. a guest alone, plain QEMU, $runs rounds, median stages (s)"
 for round in $(seq "$runs"); do
-	round x86_64-vmlinux --arch x86_64
-	round x86_64-bzimage --arch x86_64 --kernel "$images/x86_64/vmlinuz"
-	round aarch64 --arch aarch64
+	for variant in $(shuffled x86_64-vmlinux x86_64-bzimage aarch64); do
+		case $variant in
+		x86_64-vmlinux) round "$variant" --arch x86_64 ;;
+		x86_64-bzimage) round "$variant" --arch x86_64 --kernel "$images/x86_64/vmlinuz" ;;
+		aarch64) round "$variant" --arch aarch64 ;;
+		esac
+	done
 done
 medians x86_64-vmlinux x86_64-bzimage aarch64 3>"$scratch/ready"
 pvh=$(awk '$1 == "x86_64-vmlinux" { print $2 }' "$scratch/ready")
@@ -118,11 +131,16 @@ for arch in x86_64 aarch64; do
 	lz4 -l -9 -q -c "$scratch/$arch.cpio" >"$scratch/$arch.lz4" # the kernel reads lz4's legacy frames
 	zstd -19 -q -c "$scratch/$arch.cpio" >"$scratch/$arch.zstd"
 done
+variants=
+for arch in x86_64 aarch64; do
+	for format in none gzip lz4 zstd; do
+		variants="$variants $arch-$format"
+	done
+done
 for round in $(seq "$runs"); do
-	for arch in x86_64 aarch64; do
-		for format in none gzip lz4 zstd; do
-			round "$arch-$format" --arch "$arch" --initrd "$scratch/$arch.$format"
-		done
+	# shellcheck disable=SC2086 # one word per variant
+	for variant in $(shuffled $variants); do
+		round "$variant" --arch "${variant%-*}" --initrd "$scratch/${variant%-*}.${variant##*-}"
 	done
 done
 rows=
