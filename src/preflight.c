@@ -7,6 +7,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <glib/gstdio.h>
 #include <libxml/parser.h>
 #include <libxml/xpath.h>
 
@@ -90,15 +91,57 @@ static char *xpath_string(xmlDoc *doc, const char *expression)
 	return g_strdup((const char *)result->stringval);
 }
 
-/* The devices the emulator offers, from `EMULATOR -machine none -device help`. */
+/* Every device check_devices() may look for. */
+static const char *const checked_devices[] = {
+	"\"ivshmem-plain\"",
+	"\"ivshmem-doorbell\"",
+	"\"virtio-9p-pci\"",
+};
+
+/* Where the device list of this emulator binary is kept: named by its
+ * path, size, time and inode, so that another build is asked again. */
+static char *devices_cache_path(const char *emulator)
+{
+	GStatBuf st;
+	g_autofree char *identity = NULL;
+	g_autofree char *digest = NULL;
+
+	if (g_stat(emulator, &st) < 0)
+		return NULL;
+	identity = g_strdup_printf("%s\n%lld\n%lld.%09ld\n%llu", emulator, (long long)st.st_size,
+				   (long long)st.st_mtim.tv_sec, st.st_mtim.tv_nsec,
+				   (unsigned long long)st.st_ino);
+	digest = g_compute_checksum_for_string(G_CHECKSUM_SHA256, identity, -1);
+	return g_build_filename(ivlab_state_dir(), "cache", "devices", digest, NULL);
+}
+
+/* The devices the emulator offers, from `EMULATOR -machine none -device help`.
+ * Spawning each emulator cost 0.13 s of every `up`: a list with every
+ * device ivlab checks is kept (one that lacks some is asked for again, so
+ * that a fixed emulator is seen at once). */
 static char *emulator_devices(const char *emulator)
 {
 	const char *const argv[] = { emulator, "-machine", "none", "-device", "help", NULL };
 	g_auto(IvlabRun) run = { .argv = argv, .may_fail = TRUE };
+	g_autofree char *cache = devices_cache_path(emulator);
+	char *list = NULL;
+	gboolean complete = TRUE;
 
+	if (cache && g_file_get_contents(cache, &list, NULL, NULL))
+		return list;
 	if (!ivlab_run(&run, NULL))
 		return NULL;
-	return g_strconcat(run.out, run.err, NULL);
+	list = g_strconcat(run.out, run.err, NULL);
+	for (guint i = 0; i < G_N_ELEMENTS(checked_devices); i++)
+		complete = complete && strstr(list, checked_devices[i]);
+	if (cache && complete && run.status == 0) {
+		g_autofree char *dir = g_path_get_dirname(cache);
+
+		/* Only a shortcut: a list that cannot be kept is asked for again. */
+		if (g_mkdir_with_parents(dir, 0755) == 0)
+			g_file_set_contents(cache, list, -1, NULL);
+	}
+	return list;
 }
 
 /* The devices a guest needs that the emulator's `-device help` lacks, as

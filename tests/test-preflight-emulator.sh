@@ -17,10 +17,12 @@ export IVLAB_STATE_DIR=$state
 
 # fake_qemu FILE MACHINES DEVICES: a script answering -version, -machine help
 # (MACHINES, one a line) and -device help (DEVICES) as QEMU does, and
-# nothing else (libvirt's QMP probe fails on it).
+# nothing else (libvirt's QMP probe fails on it); FILE.calls gets a line
+# per call.
 fake_qemu() {
 	cat >"$1" <<SCRIPT
 #!/bin/sh
+echo "\$*" >>"$1.calls"
 case "\$*" in
 -version) echo "QEMU emulator version 8.2.99"; echo "Copyright (c) 2003-2024 Fabrice Bellard" ;;
 "-machine help") echo "Supported machines are:"; for m in $2; do echo "\$m                  a machine"; done ;;
@@ -87,4 +89,20 @@ try no-9p "$scratch/no-9p" yes \
 	"emulator $scratch/no-9p offers no \"virtio-9p-pci\" device, which its <share> needs"
 try unprobeable "$scratch/unprobeable" no \
 	"libvirt does not accept emulator $scratch/unprobeable for x86_64 machine 'q35' with tcg"
+
+# The device list of a binary that has them all is asked for once (it
+# cost 0.13 s of every up); a lacking one every time; another build again.
+device_calls() {
+	grep -c -- '-device help' "$1.calls"
+}
+"$IVLAB" -f "$scratch/unprobeable.xml" up >/dev/null 2>&1
+check "a complete device list is asked for once per binary" \
+	test "$(device_calls "$scratch/unprobeable")" -eq 1
+"$IVLAB" -f "$scratch/no-ivshmem.xml" up >/dev/null 2>&1
+check "a device list that lacks a device is asked for again" \
+	test "$(device_calls "$scratch/no-ivshmem")" -eq 2
+fake_qemu "$scratch/unprobeable" "pc q35" "$all_devices virtio-net-pci"
+"$IVLAB" -f "$scratch/unprobeable.xml" up >/dev/null 2>&1
+check "another build of the binary is asked again" \
+	test "$(device_calls "$scratch/unprobeable")" -eq 2
 tap_done
