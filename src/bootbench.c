@@ -249,6 +249,7 @@ static gboolean boot_run(struct boot *boot, GError **error)
 	gint64 started, resumed;
 	struct agent_link *agent;
 	AgentReply *hello;
+	g_autoptr(GError) no_profile = NULL;
 	int fd;
 	gboolean ok;
 
@@ -273,7 +274,11 @@ static gboolean boot_run(struct boot *boot, GError **error)
 		return FALSE;
 	}
 	ok = bootprofile_from_hello(boot->profile, started, resumed, g_get_monotonic_time(), hello,
-				    error);
+				    &no_profile);
+	if (!ok)
+		ivlab_fail(error, "%s (the agent in %s is older than the boot profile: rebuild "
+			   "the image with 'ivlab image build --arch %s')", no_profile->message,
+			   boot->machine->initrd, boot->machine->arch);
 	g_hash_table_unref(hello);
 	agent_link_free(agent);
 	return ok;
