@@ -91,11 +91,12 @@ static char *xpath_string(xmlDoc *doc, const char *expression)
 	return g_strdup((const char *)result->stringval);
 }
 
-/* Every device check_devices() may look for. */
+/* The devices check_devices() looks for, as `-device help` quotes them. */
+enum { DEVICE_PLAIN, DEVICE_DOORBELL, DEVICE_9P };
 static const char *const checked_devices[] = {
-	"\"ivshmem-plain\"",
-	"\"ivshmem-doorbell\"",
-	"\"virtio-9p-pci\"",
+	[DEVICE_PLAIN] = "\"ivshmem-plain\"",
+	[DEVICE_DOORBELL] = "\"ivshmem-doorbell\"",
+	[DEVICE_9P] = "\"virtio-9p-pci\"",
 };
 
 /* Where the device list of this emulator binary is kept: named by its
@@ -153,8 +154,8 @@ static gboolean check_devices(const struct lab_guest *guest, const char *emulato
 
 	for (guint r = 0; r < guest->regions->len; r++) {
 		const struct lab_region *region = g_ptr_array_index(guest->regions, r);
-		const char *model = region->mode == LAB_REGION_DOORBELL ? "\"ivshmem-doorbell\""
-									 : "\"ivshmem-plain\"";
+		const char *model = checked_devices[region->mode == LAB_REGION_DOORBELL ?
+						    DEVICE_DOORBELL : DEVICE_PLAIN];
 		gboolean listed = FALSE;
 
 		for (guint p = before; p < problems->len && !listed; p++)
@@ -164,11 +165,11 @@ static gboolean check_devices(const struct lab_guest *guest, const char *emulato
 					g_strdup_printf("guest %s: emulator %s offers no %s device",
 							guest->name, emulator, model));
 	}
-	if (guest->shares->len && !strstr(list, "\"virtio-9p-pci\""))
+	if (guest->shares->len && !strstr(list, checked_devices[DEVICE_9P]))
 		g_ptr_array_add(problems,
-				g_strdup_printf("guest %s: emulator %s offers no \"virtio-9p-pci\" "
-						"device, which its <share> needs",
-						guest->name, emulator));
+				g_strdup_printf("guest %s: emulator %s offers no %s device, which "
+						"its <share> needs",
+						guest->name, emulator, checked_devices[DEVICE_9P]));
 	return problems->len == before;
 }
 
